@@ -1,0 +1,5 @@
+import sys
+
+from tempo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""The command line: ``python -m tempo generate ...``.
+
+Errors a user can fix end the program with one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tempo.config import MODES, NEXT_LOGITS_MODES, SCHEDULES, configure_logging, load_settings
+from tempo.errors import TempoError
+
+log = logging.getLogger("tempo.cli")
+
+
+def add_generate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate with TEMPO (parallel sets) or in default mode",
+                       description="Generate text and show where the model hesitates. "
+                                   "Unset options come from settings.toml / TEMPO_GENERATION__* variables.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="the prompt")
+    src.add_argument("--prompts-file", type=Path, help="a file with one prompt a line, generated as one batch")
+    p.add_argument("--model", help="hub id or local path (default: model.model_id of the settings)")
+    p.add_argument("--max-tokens", type=int, help="logical steps at most")
+    p.add_argument("--selection-threshold", "--threshold", type=float, dest="selection_threshold",
+                   help="tokens with probability >= this join a step's set, in [0, 1]")
+    p.add_argument("--selection-schedule", choices=SCHEDULES, help="how the selection threshold moves over the steps")
+    p.add_argument("--selection-final-threshold", type=float, help="the scheduled threshold's final value")
+    p.add_argument("--bezier-p1", type=float, help="first Bezier control value (shared with pruning)")
+    p.add_argument("--bezier-p2", type=float, help="second Bezier control value (shared with pruning)")
+    p.add_argument("--relu-activation-point", type=float, help="progress where the ReLU schedule starts moving")
+    p.add_argument("--temperature", type=float, help="0 = greedy")
+    p.add_argument("--top-k", type=int, help="0 disables")
+    p.add_argument("--top-p", type=float, help="1.0 disables")
+    p.add_argument("--repetition-penalty", type=float)
+    p.add_argument("--max-parallel-tokens", type=int, help="largest set size")
+    p.add_argument("--min-steps", type=int, help="EOS is suppressed before this many steps")
+    p.add_argument("--next-logits-mode", choices=NEXT_LOGITS_MODES, help="how a set's rows make the next distribution")
+    p.add_argument("--allow-intraset-token-visibility", action="store_true", default=None,
+                   help="candidates of one set see each other")
+    p.add_argument("--enable-thinking", action="store_true", default=None,
+                   help="add the thinking system message through the chat template")
+    p.add_argument("--system-content", help="a system message (overrides the thinking message)")
+    p.add_argument("--default-mode", action="store_const", const="default", dest="mode",
+                   help="ordinary generation, one token a step (greedy, or sampled with --seed)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--json", action="store_true", help="print the result JSON, one object a line per prompt")
+    p.set_defaults(handler=run_generate)
+
+
+REQUEST_FLAGS = (
+    "mode", "max_tokens", "selection_threshold", "selection_schedule", "selection_final_threshold", "bezier_p1",
+    "bezier_p2", "relu_activation_point", "temperature", "top_k", "top_p", "repetition_penalty",
+    "max_parallel_tokens", "min_steps", "next_logits_mode", "allow_intraset_token_visibility", "enable_thinking",
+    "system_content", "seed",
+)
+
+
+def read_prompts(args: argparse.Namespace) -> list[str]:
+    if args.prompt is not None:
+        return [args.prompt]
+    try:
+        lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise TempoError(f"--prompts-file: cannot read {args.prompts_file}: {exc.strerror}") from None
+    prompts = [line for line in lines if line.strip()]
+    if not prompts:
+        raise TempoError(f"--prompts-file: {args.prompts_file} holds no prompt")
+    return prompts
+
+
+def run_generate(args: argparse.Namespace, settings) -> int:
+    from tempo.generation import Tempo
+    from tempo.render import terminal_text
+    from tempo.request import build_request
+
+    overrides = {name: getattr(args, name) for name in REQUEST_FLAGS}
+    # Validate every request before loading the model: bad input fails fast.
+    requests = [build_request(prompt, settings, **overrides) for prompt in read_prompts(args)]
+    engine = Tempo.from_settings(settings, model_id=args.model)
+    results = engine.run(requests)
+    colour = sys.stdout.isatty()
+    for result in results:
+        if args.json:
+            print(result.to_json())
+        else:
+            print(terminal_text(result, colour))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tempo", description="TEMPO: see where a language model hesitates.")
+    parser.add_argument("--settings", type=Path, help="a settings.toml to use instead of the project's")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_generate_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.settings)
+        configure_logging(settings)
+        _quiet_libraries()
+        return args.handler(args, settings)
+    except TempoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _quiet_libraries() -> None:
+    """Hide transformers' progress bars and notices from the command line's output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()

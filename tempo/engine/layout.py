@@ -1,0 +1,71 @@
+"""Physical layout -> position ids and 4D additive attention masks. Pure tensor code.
+
+The physical sequence of one row is: left padding, the prompt, step 0's set,
+step 1's set, ... Each slot has a *visibility* flag: may later steps attend to
+it? Prompt tokens and kept candidates are visible; padding, pad slots of short
+sets and pruned or removed candidates are not (TEMPO_SPEC section 2).
+
+Masks are float and additive (0 allowed, the dtype's minimum forbidden):
+transformers' eager attention silently mishandles a boolean 4D mask.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Bool ``allowed`` -> float mask: 0 where allowed, the dtype's minimum elsewhere."""
+    zero = torch.zeros((), dtype=dtype, device=allowed.device)
+    forbidden = torch.full((), torch.finfo(dtype).min, dtype=dtype, device=allowed.device)
+    return torch.where(allowed, zero, forbidden)
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device | str = "cpu"):
+    """Left-pad token lists.
+
+    Returns ``input_ids [B, P]``, ``visible [B, P]`` (False on padding) and
+    ``position_ids [B, P]`` (0, 1, ... from each row's first real token).
+    """
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    visible = torch.zeros((len(prompts), width), dtype=torch.bool)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        visible[row, width - len(ids):] = True
+    position_ids = (visible.long().cumsum(-1) - 1).clamp(min=0)
+    return input_ids.to(device), visible.to(device), position_ids.to(device)
+
+
+def prefill_mask(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Causal mask over the prompt with padding keys hidden: ``[B, 1, P, P]``.
+
+    Every query may see itself, so a padding query's row is never all-forbidden.
+    """
+    width = visible.shape[-1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=visible.device).tril()  # [P, P]
+    allowed = causal[None] & visible[:, None, :]  # [B, P, P]
+    allowed |= torch.eye(width, dtype=torch.bool, device=visible.device)[None]
+    return additive(allowed, dtype)[:, None]
+
+
+def step_mask(
+    visible: torch.Tensor, real: torch.Tensor, intraset: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """Mask for one step's set of K new tokens over T cached ones: ``[B, 1, K, T + K]``.
+
+    ``visible [B, T]``: which cached slots later queries may attend.
+    ``real [B, K]``: which of the K new slots hold a candidate (False: filler).
+    ``intraset [B]``: rows whose candidates see each other; otherwise a
+    candidate sees the context and itself only (isolated).
+    """
+    batch, k = real.shape
+    past = visible[:, None, :].expand(batch, k, visible.shape[-1])  # [B, K, T]
+    eye = torch.eye(k, dtype=torch.bool, device=real.device)[None]  # [1, K, K]
+    both_real = real[:, :, None] & real[:, None, :]  # [B, K, K]
+    within = eye | (both_real & intraset[:, None, None])  # [B, K, K]
+    return additive(torch.cat([past, within], dim=-1), dtype)[:, None]
+
+
+def step_positions(prompt_lengths: torch.Tensor, steps: torch.Tensor, k: int) -> torch.Tensor:
+    """Every token of step ``s`` of a row with ``P`` prompt tokens sits at ``P + s``: ``[B, K]``."""
+    return (prompt_lengths + steps)[:, None].expand(-1, k)

@@ -1,0 +1,39 @@
+"""Token texts and the bracketed ``text`` / ``clean_text`` of a result (TEMPO_SPEC section 8)."""
+from __future__ import annotations
+
+from typing import Any
+
+from tempo.result import Step
+
+CONTEXT_WINDOW = 4
+"""Tokens of left context used to decode one token, so tokenizers that strip a
+leading space from a lone token (SentencePiece) still show it."""
+
+
+def token_text(tokenizer: Any, context: list[int], token_id: int) -> str:
+    """The text ``token_id`` adds after ``context``."""
+    prefix = context[-CONTEXT_WINDOW:]
+    before = tokenizer.decode(prefix)
+    after = tokenizer.decode(prefix + [token_id])
+    if prefix and after.startswith(before):
+        return after[len(before):]
+    return tokenizer.decode([token_id])
+
+
+def format_set(texts: list[str]) -> str:
+    """``[a/b/c]``; a leading space shared by every alternative goes before the bracket."""
+    if len(texts) == 1:
+        return texts[0]
+    if all(t.startswith(" ") for t in texts):
+        return " [" + "/".join(t[1:] for t in texts) + "]"
+    return "[" + "/".join(texts) + "]"
+
+
+def bracketed_text(steps: list[Step]) -> str:
+    """Each step's kept tokens, highest probability first; steps with nothing kept are left out."""
+    return "".join(format_set([c.text for c in step.kept]) for step in steps if step.kept)
+
+
+def clean_ids(steps: list[Step]) -> list[int]:
+    """The highest-probability kept token of each step."""
+    return [max(step.kept, key=lambda c: c.probability).token_id for step in steps if step.kept]

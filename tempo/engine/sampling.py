@@ -1,0 +1,100 @@
+"""From logit rows to the next step's set (TEMPO_SPEC sections 3 and 4). Pure tensor code.
+
+Order, as in Hugging Face: per candidate row, EOS suppression before
+``min_steps``, repetition penalty, temperature, softmax; then the rows are
+combined into one distribution (mixture / top / last); then top-k, top-p,
+renormalisation; then threshold selection.
+
+Every function is batched over rows ``B`` with per-row settings as tensors,
+so requests with different settings share one pass.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def suppress_tokens(logits: torch.Tensor, rows: torch.Tensor, token_ids: list[int]) -> torch.Tensor:
+    """Set ``token_ids`` to -inf in the rows where ``rows [B]`` is True. ``logits [B, K, V]``."""
+    if not token_ids or not bool(rows.any()):
+        return logits
+    logits = logits.clone()
+    ids = torch.tensor(token_ids, device=logits.device)
+    block = logits[:, :, ids]
+    logits[:, :, ids] = torch.where(rows[:, None, None], torch.full_like(block, float("-inf")), block)
+    return logits
+
+
+def repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """HF semantics: seen tokens' positive logits divided by the penalty, negative ones multiplied.
+
+    ``logits [B, K, V]``, ``seen [B, V]`` bool, ``penalty [B]``.
+    """
+    p = penalty[:, None, None]
+    penalised = torch.where(logits < 0, logits * p, logits / p)
+    return torch.where(seen[:, None, :], penalised, logits)
+
+
+def temperature_softmax(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """Softmax at each row's temperature; temperature 0 (greedy) keeps the plain softmax."""
+    t = torch.where(temperature > 0, temperature, torch.ones_like(temperature))[:, None, None]
+    return torch.softmax(logits / t, dim=-1)
+
+
+def combine(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_i w_i q_i`` with weights normalised per row. ``rows [B, K, V]``, ``weights [B, K]``."""
+    w = weights / weights.sum(-1, keepdim=True)
+    return torch.einsum("bk,bkv->bv", w, rows)
+
+
+def mode_weights(probabilities: torch.Tensor, kept: torch.Tensor, modes: list[str]) -> torch.Tensor:
+    """Weights over the K rows for each row's ``next_logits_mode``.
+
+    ``probabilities [B, K]``: the candidates' selection probabilities;
+    ``kept [B, K]``: which slots hold a kept candidate (set order, highest first).
+    ``mixture``: w_i = p(c_i) over kept; ``top``: the highest-probability kept
+    candidate alone; ``last``: the last physical kept candidate alone.
+    """
+    mixture = torch.where(kept, probabilities, torch.zeros_like(probabilities))
+    weights = mixture.clone()
+    for row, mode in enumerate(modes):
+        if mode == "mixture":
+            continue
+        weights[row] = 0.0
+        kept_slots = kept[row].nonzero().flatten()
+        if mode == "top":
+            weights[row, kept_slots[mixture[row, kept_slots].argmax()]] = 1.0
+        else:  # last
+            weights[row, kept_slots[-1]] = 1.0
+    return weights
+
+
+def top_k_top_p(p: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor):
+    """Filter with top-k then top-p (HF semantics; 0 and 1.0 disable) and renormalise.
+
+    ``p [B, V]``. Returns ``(sorted_probs [B, V], sorted_ids [B, V])``, highest
+    first, filtered entries set to 0 — the order selection needs anyway.
+    """
+    sorted_p, sorted_ids = p.sort(dim=-1, descending=True)
+    rank = torch.arange(p.shape[-1], device=p.device)[None]  # [1, V]
+    k = torch.where(top_k > 0, top_k, torch.full_like(top_k, p.shape[-1]))[:, None]
+    sorted_p = torch.where(rank < k, sorted_p, torch.zeros_like(sorted_p))
+    sorted_p = sorted_p / sorted_p.sum(-1, keepdim=True)
+    # HF removes a token when the ascending cumulative mass up to it is <= 1 - top_p,
+    # i.e. when the mass strictly above it (descending, exclusive) is >= top_p.
+    mass_above = sorted_p.cumsum(-1) - sorted_p
+    keep = (mass_above < top_p[:, None]) | (rank == 0)
+    sorted_p = torch.where(keep, sorted_p, torch.zeros_like(sorted_p))
+    return sorted_p / sorted_p.sum(-1, keepdim=True), sorted_ids
+
+
+def set_sizes(sorted_p: torch.Tensor, threshold: torch.Tensor, max_parallel: torch.Tensor,
+              single: torch.Tensor) -> torch.Tensor:
+    """How many of the highest tokens form each row's set: ``[B]``.
+
+    All tokens with ``p >= threshold``, at most ``max_parallel``, at least one
+    (the argmax when none passes); exactly one for ``single`` rows (greedy,
+    default mode).
+    """
+    passing = ((sorted_p >= threshold[:, None]) & (sorted_p > 0)).sum(-1)
+    sizes = passing.clamp(min=1).minimum(max_parallel)
+    return torch.where(single, torch.ones_like(sizes), sizes)

@@ -1,0 +1,116 @@
+"""Loading a causal LM and its tokenizer, from a hub id or a local path."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tempo.config import PROJECT_ROOT
+from tempo.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    model_id: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.model_id, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: cuda > mps > cpu. Anything else is taken as given (``cpu``, ``cuda:1``)."""
+    if name in ("auto", "", None):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ModelLoadError(f"model.device must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"model.device is {name!r} but no CUDA device is available")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto``: float16 on an accelerator, float32 on the CPU."""
+    if name in ("auto", "", None):
+        return torch.float32 if device.type == "cpu" else torch.float16
+    if name not in DTYPES:
+        raise ModelLoadError(f"model.torch_dtype must be auto, {', '.join(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def resolve_model_path(model_id: str) -> str:
+    """A relative path that exists under the project root (``assets/models/...``) is made absolute."""
+    candidate = Path(model_id).expanduser()
+    if not candidate.is_absolute() and not candidate.exists() and (PROJECT_ROOT / candidate).exists():
+        return str(PROJECT_ROOT / candidate)
+    return str(candidate) if candidate.exists() else model_id
+
+
+def load_model(
+    model_id: str,
+    device: str = "auto",
+    torch_dtype: str = "auto",
+    trust_remote_code: bool = False,
+    local_files_only: bool = False,
+    revision: str = "",
+    cache_dir: str = "",
+    use_fast_tokenizer: bool = True,
+) -> LoadedModel:
+    """Load model and tokenizer; a missing or broken model raises ModelLoadError (one line)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(model_id)
+    if model_id.startswith(("/", "./", "../", "~")) and not Path(path).exists():
+        raise ModelLoadError(f"could not load model {model_id!r}: no such folder")
+    target = resolve_device(device)
+    dtype = resolve_dtype(torch_dtype, target)
+    common: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": local_files_only}
+    if revision:
+        common["revision"] = revision
+    if cache_dir:
+        common["cache_dir"] = str(Path(cache_dir).expanduser())
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=use_fast_tokenizer, **common)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", **common)
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"could not load model {model_id!r}: {reason}") from None
+    model.to(target).eval()
+    log.info("loaded %s on %s (%s, %.1fM parameters)", model_id, target, dtype,
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, device=target, dtype=dtype)
+
+
+def load_from_settings(settings: Any, model_id: str | None = None) -> LoadedModel:
+    """Load the model of the ``model`` section; ``model_id`` overrides it."""
+    section = settings.model
+    return load_model(
+        model_id or section.model_id,
+        device=section.device,
+        torch_dtype=section.torch_dtype,
+        trust_remote_code=bool(section.trust_remote_code),
+        local_files_only=bool(section.local_files_only),
+        revision=section.revision,
+        cache_dir=section.cache_dir,
+        use_fast_tokenizer=bool(section.use_fast_tokenizer),
+    )

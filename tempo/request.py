@@ -1,0 +1,140 @@
+"""The one request type that every interface builds: ``GenerationRequest``.
+
+Field defaults here are the *code defaults*, the lowest level of the
+precedence chain; ``build_request`` layers settings and explicit arguments on
+top and validates the result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from tempo.config import MODES, NEXT_LOGITS_MODES, SCHEDULES
+from tempo.errors import RequestError
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything one generation needs besides the model."""
+
+    prompt: str
+    mode: str = "tempo"
+    """``tempo`` (parallel sets) or ``default`` (one token a step: greedy or seeded sampling)."""
+    max_tokens: int = 100
+    """Number of logical steps at most."""
+    selection_threshold: float = 0.1
+    """Every token with probability >= this joins the step's set."""
+    selection_schedule: str = "constant"
+    selection_final_threshold: float = 1.0
+    bezier_p1: float = 0.2
+    bezier_p2: float = 0.8
+    relu_activation_point: float = 0.5
+    temperature: float = 0.8
+    """0 = greedy: the set is the argmax alone."""
+    top_k: int = 50
+    top_p: float = 0.95
+    repetition_penalty: float = 1.0
+    max_parallel_tokens: int = 5
+    min_steps: int = 0
+    next_logits_mode: str = "mixture"
+    allow_intraset_token_visibility: bool = False
+    enable_thinking: bool = False
+    system_content: str = ""
+    seed: int = 0
+
+    def validate(self, max_tokens_limit: int = 1024) -> "GenerationRequest":
+        """Raise RequestError naming the first bad field; return self when all is well."""
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise RequestError("prompt", "must be a non-empty string")
+        _choice("mode", self.mode, MODES)
+        _int_range("max_tokens", self.max_tokens, 1, max_tokens_limit)
+        _range("selection_threshold", self.selection_threshold, 0.0, 1.0)
+        _choice("selection_schedule", self.selection_schedule, SCHEDULES)
+        _range("selection_final_threshold", self.selection_final_threshold, 0.0, 1.0)
+        _range("bezier_p1", self.bezier_p1, 0.0, 1.0)
+        _range("bezier_p2", self.bezier_p2, 0.0, 1.0)
+        _range("relu_activation_point", self.relu_activation_point, 0.0, 0.999)
+        _range("temperature", self.temperature, 0.0, 100.0)
+        _int_range("top_k", self.top_k, 0, None)
+        _range("top_p", self.top_p, 0.0, 1.0)
+        if self.top_p == 0.0:
+            raise RequestError("top_p", "must be in (0, 1] (1.0 disables it), got 0.0")
+        _range("repetition_penalty", self.repetition_penalty, 0.01, 100.0)
+        _int_range("max_parallel_tokens", self.max_parallel_tokens, 1, 256)
+        _int_range("min_steps", self.min_steps, 0, None)
+        _choice("next_logits_mode", self.next_logits_mode, NEXT_LOGITS_MODES)
+        for name in ("allow_intraset_token_visibility", "enable_thinking"):
+            if not isinstance(getattr(self, name), bool):
+                raise RequestError(name, f"must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.system_content, str):
+            raise RequestError("system_content", "must be a string")
+        _int_range("seed", self.seed, 0, 2**63 - 1)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def build_request(prompt: str, settings: Any = None, **overrides: Any) -> GenerationRequest:
+    """A validated request: explicit ``overrides`` > ``settings.generation`` > code defaults.
+
+    ``None`` in overrides means "not given" (so CLI flags left out fall through).
+    Unknown override names are rejected, naming them.
+    """
+    names = set(GenerationRequest.field_names())
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise RequestError(unknown[0], f"unknown setting; known settings are {', '.join(sorted(names - {'prompt'}))}")
+    values: dict[str, Any] = {}
+    section: Mapping[str, Any] = {}
+    limit = 1024
+    if settings is not None:
+        section = {k.lower(): v for k, v in settings.generation.items()}
+        limit = int(section.get("max_tokens_limit", limit))
+    for name in names - {"prompt"}:
+        if overrides.get(name) is not None:
+            values[name] = overrides[name]
+        elif name in section:
+            values[name] = section[name]
+    values = {k: _coerce(k, v) for k, v in values.items()}
+    return GenerationRequest(prompt=prompt, **values).validate(max_tokens_limit=limit)
+
+
+_TYPES = {f.name: f.type for f in fields(GenerationRequest)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Accept JSON/form values of the right kind (``"0.5"`` for a float, 3.0 for an int)."""
+    kind = _TYPES[name]
+    try:
+        if kind == "int" and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind == "float" and not isinstance(value, bool):
+            return float(value)
+    except (TypeError, ValueError):
+        raise RequestError(name, f"must be a number ({kind}), got {value!r}") from None
+    return value
+
+
+def _range(name: str, value: float, lo: float, hi: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or not lo <= value <= hi:
+        raise RequestError(name, f"must be in [{lo}, {hi}], got {value!r}")
+
+
+def _int_range(name: str, value: int, lo: int, hi: int | None) -> None:
+    shown = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
+        raise RequestError(name, f"must be an integer {'in ' if hi is not None else ''}{shown}, got {value!r}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise RequestError(name, f"must be one of {', '.join(choices)}, got {value!r}")

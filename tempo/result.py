@@ -1,0 +1,88 @@
+"""The one result type every interface returns (TEMPO_SPEC section 8)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+KEPT, PRUNED, REMOVED = "kept", "pruned", "removed"
+
+
+@dataclass
+class Candidate:
+    token_id: int
+    text: str
+    probability: float
+    status: str = KEPT
+    pruned_at_step: int | None = None
+    attention: float | None = None
+    """The attention value that decided this candidate's fate (pruning only)."""
+
+
+@dataclass
+class Step:
+    step: int
+    position: int
+    selection_threshold: float
+    attention_threshold: float | None = None
+    unattended: bool = False
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def kept(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.status == KEPT]
+
+
+@dataclass
+class Timing:
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    pruning_s: float = 0.0
+    total_s: float = 0.0
+    tokens_per_s: float = 0.0
+    """Logical steps per second of prefill + decode."""
+
+
+@dataclass
+class ModelInfo:
+    id: str
+    device: str
+    dtype: str
+
+
+@dataclass
+class GenerationResult:
+    prompt: str
+    mode: str
+    text: str
+    clean_text: str
+    steps: list[Step]
+    settings: dict[str, Any]
+    timing: Timing
+    model: ModelInfo
+    stop_reason: str = "max_tokens"
+    """``eos`` or ``max_tokens``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GenerationResult":
+        steps = [
+            Step(**{**s, "candidates": [Candidate(**c) for c in s["candidates"]]}) for s in data["steps"]
+        ]
+        return cls(
+            **{
+                **data,
+                "steps": steps,
+                "timing": Timing(**data["timing"]),
+                "model": ModelInfo(**data["model"]),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "GenerationResult":
+        return cls.from_dict(json.loads(text))

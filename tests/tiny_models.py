@@ -25,7 +25,7 @@ def build_tokenizer(chat_template: bool = True):
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + WORDS + [":", "system", "user", "assistant"])}
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + WORDS + [":", "system", "user", "assistant", "Enable", "deep", "thinking", "subroutine."])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tempo.config import MODES, NEXT_LOGITS_MODES, SCHEDULES, configure_logging, load_settings
 from tempo.errors import TempoError
+from tempo.train.cli import add_train_parser
 
 log = logging.getLogger("tempo.cli")
 
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--settings", type=Path, help="a settings.toml to use instead of the project's")
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(sub)
+    add_train_parser(sub)
     return parser
 
 

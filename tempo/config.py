@@ -66,6 +66,28 @@ VALIDATORS = [
     _choice("logging.log_level", LOG_LEVELS),
     _range("logging.max_log_size_mb", 1),
     _range("logging.backup_count", 0),
+    # train: `python -m tempo train` (tempo/train/config.py validates the merged result again)
+    _choice("train.model_size", ("tiny", "medium", "large", "xlarge", "nano")),
+    _choice("train.stage", ("", "language", "code")),
+    _choice("train.lr_decay", ("cosine", "linear", "constant")),
+    Validator("train.learning_rate", gt=0, messages={"operations": "train.learning_rate must be > 0, got {value}"}),
+    _range("train.min_lr_ratio", 0.0, 1.0),
+    _range("train.dropout", 0.0, 0.99),
+    _range("train.weight_decay", 0.0, 10.0),
+    _range("train.grad_clip", 0.0),
+    _range("train.warmup_steps", 0),
+    _range("train.batch_size", 1),
+    _range("train.grad_accumulation_steps", 1),
+    _range("train.num_epochs", 1),
+    _range("train.max_steps", 0),
+    _range("train.num_threads", 0),
+    _range("train.eval_interval", 1),
+    _range("train.eval_batches", 1),
+    _range("train.checkpoint_interval", 1),
+    _range("train.val_fraction", 0.001, 0.999),
+    _range("train.seq_length", 0),
+    _range("train.min_frequency", 1),
+    _range("train.max_files", 0),
 ]
 
 

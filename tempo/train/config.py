@@ -1,0 +1,277 @@
+"""Training configuration: one flat ``TrainConfig``, model presets, stage presets.
+
+Precedence, lowest first: code defaults (the fields below, the seeds' defaults)
+< the ``train`` settings section (``settings.toml`` ``[default.train]`` and
+``TEMPO_TRAIN__KEY`` variables) < the model preset (``model_size``) and the
+stage preset (``stage``) for the keys they name < a YAML file (``--config``)
+< command-line flags. A preset therefore beats the settings section but never
+a value the user wrote in the YAML file or on the command line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from tempo.errors import TempoError
+
+
+class TrainConfigError(TempoError, ValueError):
+    """A training or data option is invalid; the message names the key and what is allowed."""
+
+
+class TrainDataError(TempoError):
+    """Prepared data or a corpus is missing or does not fit the configuration."""
+
+
+SPECIAL_TOKENS = (
+    "<pad>", "<unk>", "<bos>", "<eos>", "<sep>",
+    "### Language:", "### Code:", "### End", "<tool_call>", "</tool_call>",
+)
+"""The seeds' special tokens; their order fixes their ids (pad 0, unk 1, bos 2, eos 3)."""
+
+MODEL_KEYS = ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_seq_len")
+
+MODEL_PRESETS: dict[str, dict[str, int]] = {
+    # The seeds' sizes (~10M / ~150M / ~1.6B / "~7B" in the seeds' table).
+    "tiny": dict(vocab_size=32000, d_model=256, n_layers=4, n_heads=4, d_ff=1024, max_seq_len=512),
+    "medium": dict(vocab_size=32000, d_model=768, n_layers=12, n_heads=12, d_ff=3072, max_seq_len=1024),
+    "large": dict(vocab_size=32000, d_model=1600, n_layers=32, n_heads=25, d_ff=6400, max_seq_len=4096),
+    "xlarge": dict(vocab_size=32000, d_model=2048, n_layers=40, n_heads=32, d_ff=8192, max_seq_len=8192),
+    # The shipped model: trains ~1.5k tokens/s on one CPU thread, 21 MB in float32.
+    "nano": dict(vocab_size=8192, d_model=256, n_layers=4, n_heads=4, d_ff=704, max_seq_len=256),
+}
+
+STAGE_PRESETS: dict[str, dict[str, Any]] = {
+    # Stage 1 of the seeds: language pretraining from scratch.
+    "language": dict(learning_rate=1e-4, warmup_steps=2000, num_epochs=3, weight_decay=0.1),
+    # Stage 2 of the seeds: code fine-tuning of a stage-1 model (set init_from), 5e-6 .. 1e-5.
+    "code": dict(learning_rate=5e-6, warmup_steps=1000, num_epochs=5, weight_decay=0.1, grad_clip=1.0),
+}
+
+LR_DECAYS = ("cosine", "linear", "constant")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``python -m tempo train`` and ``train prepare``."""
+
+    # --- model -----------------------------------------------------------------
+    model_size: str = "nano"
+    """A preset of MODEL_PRESETS; its dimensions fill the model keys not set in --config or flags."""
+    vocab_size: int = 8192
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 704
+    max_seq_len: int = 256
+    dropout: float = 0.0
+    use_rmsnorm: bool = True
+    """With use_rope: Llama. LayerNorm + RoPE: GPT-NeoX. LayerNorm + learned positions: GPT-2."""
+    use_rope: bool = True
+    tie_embeddings: bool = True
+    """Share input embedding and output head (halves the size of small models)."""
+
+    # --- optimisation ------------------------------------------------------------
+    stage: str = ""
+    """"" (none), language or code: the seeds' learning rate, warmup and epochs for that stage."""
+    learning_rate: float = 1e-4
+    min_lr_ratio: float = 0.1
+    """The decay ends at learning_rate * min_lr_ratio."""
+    lr_decay: str = "cosine"
+    warmup_steps: int = 2000
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    """Clip the gradient norm to this; 0 disables."""
+    batch_size: int = 2
+    grad_accumulation_steps: int = 4
+    num_epochs: int = 3
+    max_steps: int = 0
+    """Optimizer steps; 0 = num_epochs passes over the training data."""
+    use_compile: bool = False
+    use_amp: bool = False
+    """bfloat16 autocast (float16 with loss scaling on CUDA cards without bfloat16)."""
+    gradient_checkpointing: bool = False
+    seed: int = 1337
+    num_threads: int = 0
+    """torch CPU threads; 0 = torch's default."""
+    device: str = "auto"
+
+    # --- evaluation, checkpoints, output ------------------------------------------
+    eval_interval: int = 100
+    """Validation loss every this many steps (and at the end)."""
+    eval_batches: int = 20
+    checkpoint_interval: int = 100
+    resume: bool = False
+    """Continue from checkpoint_dir/last.pt when it exists."""
+    init_from: str = ""
+    """A saved model folder to start from (fine-tuning, e.g. the code stage); "" = random init."""
+    checkpoint_dir: str = "~/.cache/tempo/train/checkpoints"
+    output_dir: str = "assets/models/tempo-tiny-code"
+    model_name: str = "tempo-tiny-code"
+
+    # --- data ----------------------------------------------------------------------
+    data_dir: str = "~/.cache/tempo/train/data"
+    """Where ``train prepare`` writes train.npy, val.npy, tokenizer/ and meta.json."""
+    corpus_dir: str = ""
+    """Folder of text or source files; "" = this interpreter's standard library source."""
+    file_patterns: list[str] = field(default_factory=lambda: ["*.py"])
+    exclude_dirs: list[str] = field(default_factory=lambda: ["site-packages", "test", "tests", "__pycache__"])
+    val_fraction: float = 0.05
+    seq_length: int = 0
+    """Tokens a prepared sequence; 0 = max_seq_len."""
+    min_frequency: int = 2
+    max_files: int = 0
+    """Use at most this many files of the corpus (sorted); 0 = all."""
+
+    def validate(self) -> "TrainConfig":
+        """Raise TrainConfigError naming the first bad key; return self."""
+        _choice("model_size", self.model_size, tuple(MODEL_PRESETS))
+        if self.stage:
+            _choice("stage", self.stage, tuple(STAGE_PRESETS))
+        for key in MODEL_KEYS:
+            _int_min(key, getattr(self, key), 1)
+        if self.vocab_size < len(SPECIAL_TOKENS) + 256:
+            raise TrainConfigError(f"vocab_size must be >= {len(SPECIAL_TOKENS) + 256} "
+                                   f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens), got {self.vocab_size}")
+        if self.d_model % self.n_heads:
+            raise TrainConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.use_rope and (self.d_model // self.n_heads) % 2:
+            raise TrainConfigError(f"RoPE needs an even head size; d_model / n_heads = {self.d_model // self.n_heads}")
+        if self.use_rmsnorm and not self.use_rope:
+            raise TrainConfigError("use_rmsnorm without use_rope is not supported: no standard Hugging Face "
+                                   "architecture has RMSNorm with learned positions; turn use_rope on (Llama) "
+                                   "or use_rmsnorm off (GPT-2)")
+        _range("dropout", self.dropout, 0.0, 0.99)
+        if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
+            raise TrainConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        _range("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        _choice("lr_decay", self.lr_decay, LR_DECAYS)
+        _range("weight_decay", self.weight_decay, 0.0, 10.0)
+        _range("grad_clip", self.grad_clip, 0.0, 1e6)
+        for key in ("batch_size", "grad_accumulation_steps", "num_epochs", "eval_interval", "eval_batches",
+                    "checkpoint_interval", "min_frequency"):
+            _int_min(key, getattr(self, key), 1)
+        for key in ("warmup_steps", "max_steps", "num_threads", "seq_length", "max_files", "seed"):
+            _int_min(key, getattr(self, key), 0)
+        if self.seq_length > self.max_seq_len:
+            raise TrainConfigError(f"seq_length ({self.seq_length}) must be <= max_seq_len ({self.max_seq_len})")
+        _choice("device", self.device.split(":")[0], DEVICES)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise TrainConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not self.file_patterns:
+            raise TrainConfigError("file_patterns must name at least one pattern, e.g. ['*.py']")
+        for key in ("output_dir", "checkpoint_dir", "data_dir", "model_name"):
+            if not getattr(self, key):
+                raise TrainConfigError(f"{key} must not be empty")
+        return self
+
+    @property
+    def sequence_length(self) -> int:
+        return self.seq_length or self.max_seq_len
+
+    def path(self, key: str) -> Path:
+        """A path option, with ``~`` expanded and a relative path taken from the working directory."""
+        return Path(getattr(self, key)).expanduser()
+
+    def model_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in MODEL_KEYS + ("dropout", "use_rmsnorm", "use_rope", "tie_embeddings")}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+ALIASES = {"name": "model_size", "grad_accum": "grad_accumulation_steps", "max_length": "seq_length",
+           "epochs": "num_epochs", "lr": "learning_rate"}
+
+
+def resolve_config(settings_section: Mapping[str, Any] | None = None, yaml_values: Mapping[str, Any] | None = None,
+                   cli_values: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Layer settings < presets < YAML < flags (see the module docstring) and validate."""
+    settings_values = _normalise(settings_section or {}, "settings train section")
+    yaml_values = _normalise(yaml_values or {}, "--config")
+    cli_values = _normalise({k: v for k, v in (cli_values or {}).items() if v is not None}, "flag")
+    explicit = {**yaml_values, **cli_values}
+    values = dict(settings_values)
+    size = explicit.get("model_size", settings_values.get("model_size", TrainConfig.model_size))
+    if size not in MODEL_PRESETS:
+        raise TrainConfigError(f"model_size must be one of {', '.join(MODEL_PRESETS)}, got {size!r}")
+    values.update(MODEL_PRESETS[size])
+    stage = explicit.get("stage", settings_values.get("stage", ""))
+    if stage:
+        if stage not in STAGE_PRESETS:
+            raise TrainConfigError(f"stage must be one of {', '.join(STAGE_PRESETS)} (or empty), got {stage!r}")
+        values.update(STAGE_PRESETS[stage])
+    values.update(explicit)
+    return TrainConfig(**values).validate()
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """The mapping of a YAML config file; TrainConfigError when it cannot be read or is not a mapping."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TrainConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise TrainConfigError(f"--config: {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TrainConfigError(f"--config: {path} must hold a mapping of option: value")
+    return data
+
+
+def _normalise(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Lower-case keys, resolve aliases, reject unknown keys, coerce types (YAML reads ``5e-6`` as a string)."""
+    out: dict[str, Any] = {}
+    for key, value in dict(raw).items():
+        name = ALIASES.get(str(key).lower(), str(key).lower())
+        if name not in FIELDS:
+            raise TrainConfigError(f"{source}: unknown option {key!r}; known: {', '.join(sorted(FIELDS))}")
+        out[name] = _coerce(name, value, source)
+    return out
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = FIELDS[name].type
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "str":
+            return str(value)
+        if kind == "list[str]":
+            return [str(v) for v in value] if isinstance(value, (list, tuple)) else [s.strip() for s in str(value).split(",") if s.strip()]
+    except (TypeError, ValueError):
+        raise TrainConfigError(f"{source}: {name} must be {kind}, got {value!r}") from None
+    return value
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise TrainConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _int_min(key: str, value: int, lo: int) -> None:
+    if value < lo:
+        raise TrainConfigError(f"{key} must be >= {lo}, got {value}")
+
+
+def _range(key: str, value: float, lo: float, hi: float) -> None:
+    if not lo <= value <= hi:
+        raise TrainConfigError(f"{key} must be in [{lo}, {hi}], got {value}")

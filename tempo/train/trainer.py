@@ -1,0 +1,274 @@
+"""The training loop: a flat loop over small helpers (``get_lr``, ``estimate_loss``, ``save_checkpoint``).
+
+A checkpoint carries the model and optimizer state, the model keys of the
+config, the step, the best validation loss and the time spent, so ``resume``
+continues where the run stopped and sees the same batches it would have seen.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from tempo.train.card import write_model_card
+from tempo.train.config import TrainConfig, TrainConfigError, TrainDataError
+from tempo.train.data import PreparedData, batch_indices, epochs_to_steps, load_prepared
+from tempo.train.modeling import architecture, build_model, count_parameters
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "last.pt"
+
+
+def get_lr(step: int, config: TrainConfig, total_steps: int) -> float:
+    """Linear warmup from 0 to learning_rate over warmup_steps, then cosine or linear decay to
+    learning_rate * min_lr_ratio at total_steps (constant: no decay)."""
+    peak = config.learning_rate
+    if step < config.warmup_steps:
+        return peak * (step + 1) / (config.warmup_steps + 1)
+    if config.lr_decay == "constant" or total_steps <= config.warmup_steps:
+        return peak
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    floor = peak * config.min_lr_ratio
+    if config.lr_decay == "linear":
+        return peak - (peak - floor) * progress
+    return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * progress))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainConfigError(f"device is {name!r} but no CUDA device is available")
+    return torch.device(name)
+
+
+def autocast_context(config: TrainConfig, device: torch.device) -> tuple[Callable[[], Any], torch.dtype | None]:
+    """The autocast context factory for use_amp and its dtype (None: full precision)."""
+    if not config.use_amp:
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        dtype = torch.float16
+    return (lambda: torch.autocast(device_type=device.type, dtype=dtype)), dtype
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices only (not on norms, biases)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95), eps=1e-8)
+
+
+def to_batch(array: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(array[rows], dtype=np.int64)).to(device)  # [B, L]
+
+
+@torch.no_grad()
+def estimate_loss(model: torch.nn.Module, data: np.ndarray, config: TrainConfig, device: torch.device,
+                  autocast: Callable[[], Any]) -> float:
+    """Mean loss over the first eval_batches batches of ``data`` (the same batches every time)."""
+    was_training = model.training
+    model.eval()
+    losses = []
+    for start in range(0, min(len(data), config.eval_batches * config.batch_size), config.batch_size):
+        ids = to_batch(data, np.arange(start, min(start + config.batch_size, len(data))), device)
+        with autocast():
+            losses.append(float(model(input_ids=ids, labels=ids).loss))
+    model.train(was_training)
+    return float(np.mean(losses))
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    best_val_loss: float = float("inf")
+    val_loss: float | None = None
+    train_loss: float | None = None
+    elapsed_s: float = 0.0
+    tokens_seen: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                    state: TrainState, vocab_size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "model_config": config.model_dict(),
+                "vocab_size": vocab_size, "state": state.__dict__}, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def check_resumable(checkpoint: dict[str, Any], config: TrainConfig) -> None:
+    """The model keys must match: a resumed run cannot change the architecture."""
+    differ = {k: (v, getattr(config, k)) for k, v in checkpoint["model_config"].items() if getattr(config, k) != v}
+    if differ:
+        detail = ", ".join(f"{k}: checkpoint {a!r}, config {b!r}" for k, (a, b) in differ.items())
+        raise TrainConfigError(f"cannot resume: the checkpoint's model differs ({detail})")
+
+
+def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Train, save the model to output_dir, return the run's summary (also in the model card)."""
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+    data = load_prepared(config)
+    vocab_size = len(data.tokenizer)
+    ids = {"pad": data.tokenizer.pad_token_id, "bos": data.tokenizer.bos_token_id, "eos": data.tokenizer.eos_token_id}
+    total_steps = epochs_to_steps(len(data.train), config)
+    checkpoint_path = config.path("checkpoint_dir") / CHECKPOINT_FILE
+    state = TrainState()
+    checkpoint = None
+    if config.resume and checkpoint_path.exists():
+        checkpoint = load_checkpoint(checkpoint_path)
+        check_resumable(checkpoint, config)
+        state = TrainState(**checkpoint["state"])
+        log.info("resuming from %s at step %d", checkpoint_path, state.step)
+    elif config.resume:
+        log.warning("resume: no checkpoint at %s, starting from step 0", checkpoint_path)
+
+    if config.init_from and checkpoint is None:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(config.init_from, dtype=torch.float32)
+        if model.config.vocab_size < vocab_size:
+            raise TrainDataError(f"init_from {config.init_from} has {model.config.vocab_size} tokens, the prepared "
+                                 f"data {vocab_size}; prepare the data with that model's tokenizer")
+    else:
+        model = build_model(config, vocab_size, ids)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+    model.to(device).train()
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    optimizer = make_optimizer(model, config)
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    forward = torch.compile(model) if config.use_compile else model
+    autocast, amp_dtype = autocast_context(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+
+    n_params = count_parameters(model)
+    tokens_per_step = config.batch_size * config.grad_accumulation_steps * data.train.shape[1]
+    log.info("%s (%s), %.2fM parameters, %d steps of %d tokens, device %s, %d threads", config.model_name,
+             architecture(config), n_params / 1e6, total_steps, tokens_per_step, device, torch.get_num_threads())
+    bar = _progress_bar(total_steps, state.step, progress)
+    banked_s, run_start, run_start_step = state.elapsed_s, time.time(), state.step
+    run_tokens, eval_s = 0, 0.0  # tokens/s counts training time only, not validation
+    loss_ema = state.train_loss
+    while state.step < total_steps:
+        lr = get_lr(state.step, config, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        step_loss = 0.0
+        for micro in range(config.grad_accumulation_steps):
+            rows = batch_indices(state.step * config.grad_accumulation_steps + micro, len(data.train),
+                                 config.batch_size, config.seed)
+            batch = to_batch(data.train, rows, device)  # [B, L]
+            with autocast():
+                loss = forward(input_ids=batch, labels=batch).loss / config.grad_accumulation_steps
+            scaler.scale(loss).backward()
+            step_loss += float(loss.detach())
+        if config.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.tokens_seen += tokens_per_step
+        run_tokens += tokens_per_step
+        loss_ema = step_loss if loss_ema is None else 0.9 * loss_ema + 0.1 * step_loss
+        state.train_loss = loss_ema
+        tok_s = run_tokens / max(time.time() - run_start - eval_s, 1e-9)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_ema:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:.0f}", refresh=False)
+        last = state.step == total_steps
+        if state.step % config.eval_interval == 0 or last:
+            eval_start = time.time()
+            state.val_loss = estimate_loss(model, data.val, config, device, autocast)
+            eval_s += time.time() - eval_start
+            state.best_val_loss = min(state.best_val_loss, state.val_loss)
+            state.history.append({"step": state.step, "train_loss": round(loss_ema, 4),
+                                  "val_loss": round(state.val_loss, 4), "lr": lr, "tokens_per_s": round(tok_s)})
+            log.info("step %d/%d: train loss %.4f, val loss %.4f, lr %.2e, %.0f tokens/s", state.step, total_steps,
+                     loss_ema, state.val_loss, lr, tok_s)
+        if state.step % config.checkpoint_interval == 0 or last:
+            state.elapsed_s = banked_s + time.time() - run_start
+            save_checkpoint(checkpoint_path, model, optimizer, config, state, vocab_size)
+    if bar is not None:
+        bar.close()
+    state.elapsed_s = banked_s + time.time() - run_start
+    train_s = time.time() - run_start - eval_s
+    summary = {
+        "steps": state.step,
+        "tokens_seen": state.tokens_seen,
+        "train_seconds": round(state.elapsed_s, 1),
+        "tokens_per_s": round(run_tokens / max(train_s, 1e-9)) if run_tokens else None,
+        "resumed_from_step": run_start_step or None,
+        "train_loss": None if state.train_loss is None else round(state.train_loss, 4),
+        "val_loss": None if state.val_loss is None else round(state.val_loss, 4),
+        "best_val_loss": None if math.isinf(state.best_val_loss) else round(state.best_val_loss, 4),
+        "unigram_val_loss": data.meta.get("unigram_val_loss"),
+        "parameters": n_params,
+        "architecture": architecture(config),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "history": state.history,
+    }
+    save_model(model, data, config, summary)
+    return summary
+
+
+def save_model(model: torch.nn.Module, data: PreparedData, config: TrainConfig, summary: dict[str, Any]) -> Path:
+    """``save_pretrained`` (safetensors) + tokenizer + training config + model card in output_dir."""
+    import yaml
+
+    out = config.path("output_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.use_cache = True
+    model.generation_config.bos_token_id = data.tokenizer.bos_token_id
+    model.generation_config.eos_token_id = data.tokenizer.eos_token_id
+    model.generation_config.pad_token_id = data.tokenizer.pad_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    data.tokenizer.save_pretrained(out)
+    (out / "training_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    (out / "training_summary.json").write_text(json.dumps({**summary, "data": _data_summary(data.meta)}, indent=1),
+                                               encoding="utf-8")
+    write_model_card(out / "README.md", config, summary, data.meta)
+    log.info("saved %s", out)
+    return out
+
+
+def _data_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if k not in ("train_files", "val_files")} | {
+        "train_file_count": len(meta.get("train_files", [])), "val_file_count": len(meta.get("val_files", []))}
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=1.0)

@@ -73,3 +73,10 @@ def expected_parameters(config: TrainConfig) -> int:
         return embed + n * (4 * d * d + 4 * d + 2 * d * ff + ff + d + 4 * d) + 2 * d
     # gpt2: learned positions; c_attn, c_proj, c_fc, c_proj with bias; two LayerNorms; final LayerNorm
     return embed + config.max_seq_len * d + n * (4 * d * d + 4 * d + 2 * d * ff + ff + d + 4 * d) + 2 * d
+
+
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute activations in the backward pass (transformers 5 renamed gradient_ to activation_checkpointing)."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+    model.config.use_cache = False

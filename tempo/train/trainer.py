@@ -21,7 +21,7 @@ import torch
 from tempo.train.card import write_model_card
 from tempo.train.config import TrainConfig, TrainConfigError, TrainDataError
 from tempo.train.data import PreparedData, batch_indices, epochs_to_steps, load_prepared
-from tempo.train.modeling import architecture, build_model, count_parameters
+from tempo.train.modeling import architecture, build_model, count_parameters, enable_activation_checkpointing
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         model.load_state_dict(checkpoint["model"])
     model.to(device).train()
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.config.use_cache = False
+        enable_activation_checkpointing(model)
     optimizer = make_optimizer(model, config)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])

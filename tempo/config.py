@@ -107,10 +107,12 @@ def load_settings(settings_file: str | Path | None = None) -> Dynaconf:
         settings.validators.validate_all()
     except ValidationError as exc:
         raise SettingsError(f"invalid setting: {exc}") from None
-    if settings.generation.max_tokens > settings.generation.max_tokens_limit:
+    generation = settings.get("generation", {})
+    limit = generation.get("max_tokens_limit", 1024)
+    if generation.get("max_tokens", 1) > limit:
         raise SettingsError(
-            f"invalid setting: generation.max_tokens must be in [1, {settings.generation.max_tokens_limit}] "
-            f"(generation.max_tokens_limit), got {settings.generation.max_tokens}"
+            f"invalid setting: generation.max_tokens must be in [1, {limit}] "
+            f"(generation.max_tokens_limit), got {generation.get('max_tokens')}"
         )
     return settings
 

@@ -20,9 +20,25 @@ def test_top_k_top_p_match_hf_warpers(top_k, top_p):
         expected = TopPLogitsWarper(top_p)(None, expected)
     expected = torch.softmax(expected, -1)
     sorted_p, sorted_ids = sampling.top_k_top_p(torch.softmax(logits, -1), torch.tensor([top_k] * 3),
-                                                torch.tensor([top_p] * 3))
-    got = torch.zeros_like(sorted_p).scatter_(1, sorted_ids, sorted_p)
-    assert_close(got, expected, atol=1e-6, rtol=0)
+                                                torch.tensor([top_p] * 3), need=torch.tensor([5, 5, 5]))
+    assert sorted_p.shape[1] >= 5 and (sorted_p[:, :-1] >= sorted_p[:, 1:]).all()
+    assert_close(sorted_p, expected.gather(1, sorted_ids), atol=1e-6, rtol=0)
+    # the returned prefix holds the whole filtered support, highest first
+    assert_close(expected.topk(sorted_p.shape[1]).values, sorted_p, atol=1e-6, rtol=0)
+
+
+def test_rows_with_different_filters_in_one_call():
+    torch.manual_seed(2)
+    p = torch.softmax(torch.randn(3, 40) * 2, -1)
+    together, ids = sampling.top_k_top_p(p, torch.tensor([0, 4, 0]), torch.tensor([1.0, 0.9, 1.0]),
+                                         need=torch.tensor([3, 3, 6]))
+    for row, (k, top_p) in enumerate([(0, 1.0), (4, 0.9), (0, 1.0)]):
+        alone, alone_ids = sampling.top_k_top_p(p[row:row + 1], torch.tensor([k]), torch.tensor([top_p]),
+                                                need=torch.tensor([3]))
+        width = min(alone.shape[1], together.shape[1])
+        assert_close(together[row, :width], alone[0, :width])
+        assert together[row, :6].sum() <= 1.0 + 1e-6
+    assert together[0, :1].sum() < 1.0  # no filter: the prefix is not renormalised
 
 
 def test_repetition_penalty_matches_hf():

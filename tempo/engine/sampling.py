@@ -68,23 +68,36 @@ def mode_weights(probabilities: torch.Tensor, kept: torch.Tensor, modes: list[st
     return weights
 
 
-def top_k_top_p(p: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor):
+def top_k_top_p(p: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, need: torch.Tensor):
     """Filter with top-k then top-p (HF semantics; 0 and 1.0 disable) and renormalise.
 
-    ``p [B, V]``. Returns ``(sorted_probs [B, V], sorted_ids [B, V])``, highest
-    first, filtered entries set to 0 — the order selection needs anyway.
+    ``p [B, V]``; ``need [B]``: how many of the highest tokens the caller needs
+    at least (the set-size cap). Returns ``(sorted_probs [B, W], sorted_ids [B, W])``,
+    highest first, filtered entries 0: the W highest tokens, where W covers every
+    row's top-k (or its whole vocabulary for top-p without top-k). A full sort
+    of the vocabulary is paid only when a row asks for top-p without top-k.
     """
-    sorted_p, sorted_ids = p.sort(dim=-1, descending=True)
-    rank = torch.arange(p.shape[-1], device=p.device)[None]  # [1, V]
-    k = torch.where(top_k > 0, top_k, torch.full_like(top_k, p.shape[-1]))[:, None]
-    sorted_p = torch.where(rank < k, sorted_p, torch.zeros_like(sorted_p))
-    sorted_p = sorted_p / sorted_p.sum(-1, keepdim=True)
+    vocab = p.shape[-1]
+    k = torch.where(top_k > 0, top_k.clamp(max=vocab), torch.zeros_like(top_k))  # 0: no top-k
+    full = bool(((k == 0) & (top_p < 1.0)).any())
+    width = vocab if full else int(torch.maximum(k, need).max().clamp(max=vocab))
+    if width == vocab:
+        sorted_p, sorted_ids = p.sort(dim=-1, descending=True)
+    else:
+        sorted_p, sorted_ids = p.topk(width, dim=-1)
+    rank = torch.arange(width, device=p.device)[None]  # [1, W]
+    in_k = (rank < k[:, None]) | (k[:, None] == 0)
+    sorted_p = torch.where(in_k, sorted_p, torch.zeros_like(sorted_p))
+    # Rows with top-k hold their whole support in the prefix: renormalise them; others already sum to 1.
+    total = torch.where(k > 0, sorted_p.sum(-1), torch.ones_like(sorted_p[:, 0]))
+    sorted_p = sorted_p / total[:, None]
     # HF removes a token when the ascending cumulative mass up to it is <= 1 - top_p,
     # i.e. when the mass strictly above it (descending, exclusive) is >= top_p.
     mass_above = sorted_p.cumsum(-1) - sorted_p
     keep = (mass_above < top_p[:, None]) | (rank == 0)
     sorted_p = torch.where(keep, sorted_p, torch.zeros_like(sorted_p))
-    return sorted_p / sorted_p.sum(-1, keepdim=True), sorted_ids
+    total = torch.where(top_p < 1.0, sorted_p.sum(-1), torch.ones_like(sorted_p[:, 0]))
+    return sorted_p / total[:, None], sorted_ids
 
 
 def set_sizes(sorted_p: torch.Tensor, threshold: torch.Tensor, max_parallel: torch.Tensor,

@@ -115,7 +115,7 @@ class Batch:
         rows = sampling.temperature_softmax(logits, self.temperature)  # [B, K, V]
         weights = sampling.mode_weights(self.set_probs, self.kept, self.modes)
         p = sampling.combine(rows, weights)  # [B, V]
-        sorted_p, sorted_ids = sampling.top_k_top_p(p, self.top_k, self.top_p)
+        sorted_p, sorted_ids = sampling.top_k_top_p(p, self.top_k, self.top_p, self.max_parallel)
         thresholds = [row.selection_threshold(len(row.token_sets)) for row in self.rows]
         threshold = torch.tensor(thresholds, device=p.device)
         sizes = sampling.set_sizes(sorted_p, threshold, self.max_parallel, self.single)

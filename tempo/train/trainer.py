@@ -251,6 +251,7 @@ def save_model(model: torch.nn.Module, data: PreparedData, config: TrainConfig, 
     model.generation_config.eos_token_id = data.tokenizer.eos_token_id
     model.generation_config.pad_token_id = data.tokenizer.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
+    data.tokenizer.model_max_length = model.config.max_position_embeddings
     data.tokenizer.save_pretrained(out)
     (out / "training_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
     (out / "training_summary.json").write_text(json.dumps({**summary, "data": _data_summary(data.meta)}, indent=1),

@@ -93,6 +93,11 @@ def test_init_from_fine_tunes_a_saved_model(data_dir, trained, tmp_path):
     assert summary["history"][0]["val_loss"] < 5.0  # starts trained, not from ln(vocab) ~ 5.8
 
 
+def test_init_from_a_missing_folder_is_a_clear_error(data_dir, tmp_path):
+    with pytest.raises(TrainConfigError, match="init_from: cannot load a model from '/no/such/model'"):
+        train(run_config(data_dir, tmp_path, init_from="/no/such/model", max_steps=1), progress=False)
+
+
 def test_amp_and_gradient_checkpointing_run(data_dir, tmp_path):
     summary = train(run_config(data_dir, tmp_path, max_steps=2, use_amp=True, gradient_checkpointing=True),
                     progress=False)
@@ -113,3 +118,20 @@ def test_other_architectures_train_and_save(data_dir, tmp_path, values):
     config = run_config(data_dir, tmp_path, max_steps=2, **values)
     train(config, progress=False)
     assert AutoModelForCausalLM.from_pretrained(config.path("output_dir")).config.model_type in ("gpt_neox", "gpt2")
+
+
+def test_command_line_prepare_then_train(tmp_path, capsys):
+    from tempo.cli import main
+
+    corpus = write_corpus(tmp_path / "corpus")
+    model = ["--vocab-size", "300", "--d-model", "32", "--n-layers", "1", "--n-heads", "2", "--d-ff", "64",
+             "--max-seq-len", "32", "--data-dir", str(tmp_path / "data")]
+    assert main(["train", "prepare", "--corpus-dir", str(corpus), "--file-patterns", "*.py",
+                 "--exclude-dirs", "skipped,pkg", "--val-fraction", "0.3", "--min-frequency", "1", *model]) == 0
+    prepared = json.loads(capsys.readouterr().out)
+    assert prepared["seq_length"] == 32 and prepared["train_files"] + prepared["val_files"] == 6
+    assert main(["train", *model, "--max-steps", "2", "--batch-size", "2", "--num-threads", "1", "--quiet",
+                 "--no-use-amp", "--output-dir", str(tmp_path / "model"),
+                 "--checkpoint-dir", str(tmp_path / "ckpt")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 2 and (tmp_path / "model" / "model.safetensors").exists()

@@ -149,7 +149,11 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     if config.init_from and checkpoint is None:
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(config.init_from, dtype=torch.float32)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(config.init_from, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TrainConfigError(f"init_from: cannot load a model from {config.init_from!r}: {reason}") from None
         if model.config.vocab_size < vocab_size:
             raise TrainDataError(f"init_from {config.init_from} has {model.config.vocab_size} tokens, the prepared "
                                  f"data {vocab_size}; prepare the data with that model's tokenizer")

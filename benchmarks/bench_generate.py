@@ -40,10 +40,10 @@ def random_llama(folder: Path) -> str:
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=8192, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                         eos_token_id=1, pad_token_id=0, tie_word_embeddings=True)
+                         eos_token_id=1, pad_token_id=0, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     with torch.no_grad():
-        model.lm_head.weight.mul_(6.0)  # peaked but not one-hot: parallel sets at 0.1
+        model.lm_head.weight.mul_(12.0)  # peaked but not one-hot: parallel sets at 0.1
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)

@@ -14,7 +14,8 @@ from typing import Any, Iterable
 
 from tempo.config import default_settings
 from tempo.engine.adapter import ModelAdapter
-from tempo.engine.tempo import Batch, StepCallback, build_result
+from tempo.engine.row import build_result
+from tempo.engine.tempo import Batch, StepCallback
 from tempo.model import LoadedModel, load_from_settings
 from tempo.request import GenerationRequest, build_request
 from tempo.result import GenerationResult
@@ -67,10 +68,9 @@ class Tempo:
         if not requests:
             return []
         with self._lock:
-            batch = Batch(self.adapter, self.loaded.tokenizer, requests, self.eos_ids, self.pad_id, on_step)
-            rows = batch.run()
+            rows = Batch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, on_step).run(requests)
         info = self.loaded.info()
-        return [build_result(row, self.loaded.tokenizer, info, batch.prefill_s, batch.decode_start) for row in rows]
+        return [build_result(row, self.loaded.tokenizer, info) for row in rows]
 
     def generate(self, prompt: str, **settings: Any) -> GenerationResult:
         return self.run([self.request(prompt, **settings)])[0]

@@ -46,8 +46,8 @@ def test_greedy_equivalence_with_hf_generate(engine, setting, penalty):
 def test_isolation_each_candidate_row_equals_a_pass_with_it_alone(engine):
     tok = engine.loaded.tokenizer
     request = engine.request(PROMPTS[0], selection_threshold=0.05, max_tokens=5)
-    batch = Batch(engine.adapter, tok, [request], engine.eos_ids, engine.pad_id)
-    batch.prefill()
+    batch = Batch(engine.adapter, tok, engine.eos_ids, engine.pad_id)
+    batch.add([request])
     batch.step()  # selects step 0's set and runs the forward over it
     candidates = batch.rows[0].token_sets[0]
     assert len(candidates) >= 2, "the test needs a parallel set"
@@ -78,8 +78,8 @@ def test_cached_steps_equal_one_uncached_pass_over_the_layout(engine, intraset):
     tok, model = engine.loaded.tokenizer, engine.loaded.model
     request = engine.request(PROMPTS[1], selection_threshold=0.05, max_tokens=6,
                              allow_intraset_token_visibility=intraset)
-    batch = Batch(engine.adapter, tok, [request], engine.eos_ids, engine.pad_id)
-    batch.prefill()
+    batch = Batch(engine.adapter, tok, engine.eos_ids, engine.pad_id)
+    batch.add([request])
     for _ in range(4):
         batch.step()
     row = batch.rows[0]
@@ -96,8 +96,8 @@ def test_intraset_visibility_changes_the_rows(engine):
     rows = {}
     for intraset in (False, True):
         request = engine.request(PROMPTS[0], selection_threshold=0.05, allow_intraset_token_visibility=intraset)
-        batch = Batch(engine.adapter, engine.loaded.tokenizer, [request], engine.eos_ids, engine.pad_id)
-        batch.prefill()
+        batch = Batch(engine.adapter, engine.loaded.tokenizer, engine.eos_ids, engine.pad_id)
+        batch.add([request])
         batch.step()
         rows[intraset] = batch.logits[0, : len(batch.rows[0].token_sets[0])]
     assert rows[False].shape[0] >= 2

@@ -3,7 +3,8 @@ import pytest
 
 from tempo.engine.output import bracketed_text, format_set
 from tempo.engine.prompting import THINKING_SYSTEM_MESSAGE, encode_prompt
-from tempo.engine.tempo import Batch, build_result
+from tempo.engine.row import build_result
+from tempo.engine.tempo import Batch
 from tempo.request import GenerationRequest
 from tempo.result import Candidate, GenerationResult, Step
 
@@ -11,9 +12,8 @@ PROMPT = "the cat sat on the"
 
 
 def run_with_eos(engine, request, eos_ids):
-    batch = Batch(engine.adapter, engine.loaded.tokenizer, [request], eos_ids, engine.pad_id)
-    row = batch.run()[0]
-    return build_result(row, engine.loaded.tokenizer, engine.loaded.info(), batch.prefill_s, batch.decode_start)
+    row = Batch(engine.adapter, engine.loaded.tokenizer, eos_ids, engine.pad_id).run([request])[0]
+    return build_result(row, engine.loaded.tokenizer, engine.loaded.info())
 
 
 def test_eos_as_highest_candidate_stops_and_is_not_printed(engine):

@@ -37,6 +37,23 @@ class ModelAdapter:
         return out.logits.float(), out.past_key_values
 
     @staticmethod
+    def concat_rows(first: Any, first_pad: int, second: Any, second_pad: int) -> Any:
+        """One cache holding the rows of ``first`` then ``second``, each left-padded along the
+        sequence with ``*_pad`` zero slots (which the callers' masks never let anyone attend)."""
+        for a, b in zip(first.layers, second.layers):
+            a.keys = torch.cat([_left_pad_seq(a.keys, first_pad), _left_pad_seq(b.keys, second_pad)])
+            a.values = torch.cat([_left_pad_seq(a.values, first_pad), _left_pad_seq(b.values, second_pad)])
+        return first
+
+    @staticmethod
     def select_rows(cache: Any, rows: torch.Tensor) -> None:
         """Keep only ``rows`` of the cache's batch (in place)."""
         cache.batch_select_indices(rows)
+
+
+def _left_pad_seq(states: torch.Tensor, pad: int) -> torch.Tensor:
+    """``[B, H, T, D]`` -> ``[B, H, pad + T, D]`` with zeros on the left."""
+    if pad == 0:
+        return states
+    zeros = states.new_zeros(states.shape[0], states.shape[1], pad, states.shape[3])
+    return torch.cat([zeros, states], dim=2)

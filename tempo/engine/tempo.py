@@ -10,69 +10,45 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
 
 from tempo.engine import layout, sampling
 from tempo.engine.adapter import ModelAdapter
-from tempo.engine.output import bracketed_text, clean_ids, token_text
 from tempo.engine.prompting import encode_prompt
-from tempo.engine.schedules import threshold_at
+from tempo.engine.row import Row
 from tempo.request import GenerationRequest
-from tempo.result import Candidate, GenerationResult, ModelInfo, Step, Timing
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Row:
-    """One request's bookkeeping while it is in a batch."""
-
-    index: int
-    request: GenerationRequest
-    prompt_ids: list[int]
-    token_sets: list[list[int]] = field(default_factory=list)
-    prob_sets: list[list[float]] = field(default_factory=list)
-    thresholds: list[float] = field(default_factory=list)
-    generator: torch.Generator | None = None
-    stop_reason: str | None = None
-    finished_at: float = 0.0
-
-    @property
-    def single(self) -> bool:
-        """Rows whose set is always one token: greedy, or default mode."""
-        return self.request.mode == "default" or self.request.temperature == 0
-
-    def selection_threshold(self, step: int) -> float:
-        r = self.request
-        return threshold_at(r.selection_schedule, step, r.max_tokens, r.selection_threshold,
-                            r.selection_final_threshold, r.bezier_p1, r.bezier_p2, r.relu_activation_point)
-
-
 StepCallback = Callable[[Row], None]
+
+STATE = ("visible", "prompt_len", "seen", "logits", "set_probs", "kept")
+"""Per-row tensors (batch dimension first) that travel with the rows."""
 
 
 class Batch:
-    """Rows generating together. ``run()`` drives it to the end."""
+    """Rows generating together over one KV cache.
 
-    def __init__(self, adapter: ModelAdapter, tokenizer: Any, requests: list[GenerationRequest],
-                 eos_ids: Iterable[int], pad_id: int, on_step: StepCallback | None = None):
+    ``add`` prefills new requests and merges them in (at a step boundary);
+    ``step`` advances every row by one logical step; finished and cancelled
+    rows leave. ``run`` drives a fixed list of requests to the end.
+    """
+
+    def __init__(self, adapter: ModelAdapter, tokenizer: Any, eos_ids: Iterable[int], pad_id: int,
+                 on_step: StepCallback | None = None):
         self.adapter = adapter
         self.tokenizer = tokenizer
         self.eos_ids = sorted(set(eos_ids))
         self.pad_id = pad_id
         self.on_step = on_step
-        self.rows = [Row(i, r, encode_prompt(tokenizer, r)) for i, r in enumerate(requests)]
-        for row in self.rows:
-            if row.request.mode == "default" and row.request.temperature > 0:
-                row.generator = torch.Generator().manual_seed(row.request.seed)
+        self.rows: list[Row] = []
         self.finished: list[Row] = []
-        self.prefill_s = 0.0
         self.cache: Any = None
 
-    # --- per-row settings as tensors, rebuilt when rows leave -------------------------------
+    # --- per-row settings as tensors, rebuilt when rows join or leave -----------------------
     def _settings(self) -> None:
         dev = self.adapter.device
         req = [row.request for row in self.rows]
@@ -87,24 +63,63 @@ class Batch:
         self.modes = [r.next_logits_mode for r in req]
         self.repetition = any(r.repetition_penalty != 1.0 for r in req)
 
-    def prefill(self) -> None:
+    def add(self, requests: list[GenerationRequest], keys: list[Any] | None = None) -> list[Row]:
+        """Prefill ``requests`` (one forward over their prompts) and merge them into the batch."""
+        keys = list(range(len(requests))) if keys is None else keys
+        rows = [Row(key, r, encode_prompt(self.tokenizer, r)) for key, r in zip(keys, requests)]
+        for row in rows:
+            if row.request.mode == "default" and row.request.temperature > 0:
+                row.generator = torch.Generator().manual_seed(row.request.seed)
         start = time.perf_counter()
         dev = self.adapter.device
-        input_ids, visible, positions = layout.left_pad([r.prompt_ids for r in self.rows], self.pad_id, dev)
+        input_ids, visible, positions = layout.left_pad([r.prompt_ids for r in rows], self.pad_id, dev)
         mask = layout.prefill_mask(visible, self.adapter.dtype)
-        logits, self.cache = self.adapter.forward(input_ids, positions, mask, None, last_only=True)
-        self.logits = logits  # [B, 1, V]
-        self.set_probs = torch.ones(len(self.rows), 1, device=dev)  # [B, K]
-        self.kept = torch.ones(len(self.rows), 1, dtype=torch.bool, device=dev)  # [B, K]
-        self.visible = visible  # [B, T]
-        self.prompt_len = visible.sum(-1)  # [B]
+        logits, cache = self.adapter.forward(input_ids, positions, mask, None, last_only=True)
         vocab = logits.shape[-1]
-        self.seen = torch.zeros(len(self.rows), vocab, dtype=torch.bool, device=dev)  # [B, V]
-        for b, row in enumerate(self.rows):
-            self.seen[b, torch.tensor(row.prompt_ids, device=dev).clamp(max=vocab - 1)] = True
+        seen = torch.zeros(len(rows), vocab, dtype=torch.bool, device=dev)  # [B, V]
+        for b, row in enumerate(rows):
+            seen[b, torch.tensor(row.prompt_ids, device=dev).clamp(max=vocab - 1)] = True
+        state = {
+            "visible": visible,  # [B, T] may later queries attend this slot?
+            "prompt_len": visible.sum(-1),  # [B]
+            "seen": seen,  # [B, V] tokens the repetition penalty applies to
+            "logits": logits,  # [B, K, V] rows of the newest set (K = 1 after prefill)
+            "set_probs": torch.ones(len(rows), 1, device=dev),  # [B, K]
+            "kept": torch.ones(len(rows), 1, dtype=torch.bool, device=dev),  # [B, K]
+        }
+        now = time.perf_counter()
+        for row in rows:
+            row.prefill_s, row.decode_start = now - start, now
+        if not self.rows:
+            self.rows, self.cache = rows, cache
+            for name in STATE:
+                setattr(self, name, state[name])
+        else:
+            self._merge(rows, cache, state)
         self._settings()
-        self.prefill_s = time.perf_counter() - start
-        self.decode_start = time.perf_counter()
+        return rows
+
+    def _merge(self, rows: list[Row], cache: Any, state: dict[str, torch.Tensor]) -> None:
+        """Append rows to the batch: the shorter cache is left-padded with invisible slots,
+        the shorter set dimension with filler slots."""
+        t_old, t_new = self.visible.shape[1], state["visible"].shape[1]
+        width = max(t_old, t_new)
+        self.cache = self.adapter.concat_rows(self.cache, width - t_old, cache, width - t_new)
+        self.visible = torch.cat([_left_pad(self.visible, width), _left_pad(state["visible"], width)])
+        k = max(self.logits.shape[1], state["logits"].shape[1])
+        for name in ("logits", "set_probs", "kept"):
+            setattr(self, name, torch.cat([_pad_sets(getattr(self, name), k), _pad_sets(state[name], k)]))
+        self.prompt_len = torch.cat([self.prompt_len, state["prompt_len"]])
+        self.seen = torch.cat([self.seen, state["seen"]])
+        self.rows = self.rows + rows
+
+    def cancel(self, key: Any) -> bool:
+        """Mark the row of ``key`` cancelled; it leaves at the next step boundary. False if not here."""
+        for row in self.rows:
+            if row.key == key and row.stop_reason is None:
+                row.stop_reason, row.finished_at = "cancelled", time.perf_counter()
+                return True
+        return False
 
     def next_sets(self) -> tuple[list[list[int]], list[list[float]]]:
         """The next step's set of every row (token ids and probabilities, highest first)."""
@@ -133,19 +148,28 @@ class Batch:
                 sets_probs.append(probs[b][: sizes[b]])
         return sets_ids, sets_probs
 
-    def _leave(self, staying: list[int]) -> None:
-        """Drop every row not in ``staying`` from the batch and its cache."""
+    def _leave(self) -> None:
+        """Move finished and cancelled rows out of the batch and its cache."""
+        staying = [b for b, row in enumerate(self.rows) if row.stop_reason is None]
+        if len(staying) == len(self.rows):
+            return
+        self.finished.extend(row for row in self.rows if row.stop_reason is not None)
+        if not staying:
+            self.rows, self.cache = [], None
+            return
         index = torch.tensor(staying, device=self.adapter.device)
         self.adapter.select_rows(self.cache, index)
         self.rows = [self.rows[i] for i in staying]
-        for name in ("visible", "prompt_len", "seen", "logits", "set_probs", "kept"):
+        for name in STATE:
             setattr(self, name, getattr(self, name).index_select(0, index))
         self._settings()
 
     def step(self) -> None:
-        """One logical step for every row: select each set, drop finished rows, run the forward."""
+        """One logical step for every row: select each set, let finished rows leave, run the forward."""
+        self._leave()  # rows cancelled since the last step
+        if not self.rows:
+            return
         sets_ids, sets_probs = self.next_sets()
-        staying = []
         now = time.perf_counter()
         for b, row in enumerate(self.rows):
             ids, probs = sets_ids[b], sets_probs[b]
@@ -156,19 +180,13 @@ class Batch:
             keep = [i for i, t in enumerate(ids) if t not in self.eos_ids]
             row.token_sets.append([ids[i] for i in keep])
             row.prob_sets.append([probs[i] for i in keep])
-            if self.on_step is not None:
-                self.on_step(row)
             if len(row.token_sets) >= row.request.max_tokens:
                 row.stop_reason, row.finished_at = "max_tokens", now
-                continue
-            staying.append(b)
-        self.finished.extend(row for row in self.rows if row.stop_reason)
-        if len(staying) < len(self.rows):
-            if not staying:
-                self.rows = []
-                return
-            self._leave(staying)
-        self._forward()
+            if self.on_step is not None:
+                self.on_step(row)
+        self._leave()
+        if self.rows:
+            self._forward()
 
     def _forward(self) -> None:
         """Append every row's newest set at position ``P + s`` and run the model over it."""
@@ -194,36 +212,24 @@ class Batch:
             added = torch.zeros_like(self.seen, dtype=torch.long).scatter_add_(1, input_ids, real.long())
             self.seen |= added > 0
 
-    def run(self) -> list[Row]:
-        self.prefill()
+    def run(self, requests: list[GenerationRequest]) -> list[Row]:
+        """Generate ``requests`` as one batch to the end; rows in request order."""
+        self.add(requests)
         while self.rows:
             self.step()
-        return sorted(self.finished, key=lambda row: row.index)
+        return sorted(self.finished, key=lambda row: row.key)
 
 
-def build_result(row: Row, tokenizer: Any, model_info: dict[str, Any], prefill_s: float,
-                 decode_start: float) -> GenerationResult:
-    """Turn a finished row into the result of TEMPO_SPEC section 8."""
-    context = list(row.prompt_ids)
-    steps = []
-    for s, (ids, probs) in enumerate(zip(row.token_sets, row.prob_sets)):
-        candidates = [Candidate(token_id=t, text=token_text(tokenizer, context, t), probability=p)
-                      for t, p in zip(ids, probs)]
-        steps.append(Step(step=s, position=len(row.prompt_ids) + s, selection_threshold=row.thresholds[s],
-                          candidates=candidates))
-        context.append(ids[0])
-    decode_s = max(0.0, row.finished_at - decode_start)
-    total = prefill_s + decode_s
-    timing = Timing(prefill_s=prefill_s, decode_s=decode_s, total_s=total,
-                    tokens_per_s=len(steps) / total if total > 0 else 0.0)
-    return GenerationResult(
-        prompt=row.request.prompt,
-        mode=row.request.mode,
-        text=bracketed_text(steps),
-        clean_text=tokenizer.decode(clean_ids(steps)),
-        steps=steps,
-        settings=row.request.to_dict() | {"prompt_tokens": len(row.prompt_ids)},
-        timing=timing,
-        model=ModelInfo(**model_info),
-        stop_reason=row.stop_reason or "max_tokens",
-    )
+def _left_pad(visible: torch.Tensor, width: int) -> torch.Tensor:
+    """``[B, T]`` -> ``[B, width]`` with invisible slots on the left."""
+    pad = torch.zeros(visible.shape[0], width - visible.shape[1], dtype=visible.dtype, device=visible.device)
+    return torch.cat([pad, visible], dim=1)
+
+
+def _pad_sets(tensor: torch.Tensor, k: int) -> torch.Tensor:
+    """Pad the set dimension (dim 1) to ``k`` with zeros / False: filler slots."""
+    missing = k - tensor.shape[1]
+    if missing == 0:
+        return tensor
+    shape = (tensor.shape[0], missing, *tensor.shape[2:])
+    return torch.cat([tensor, torch.zeros(shape, dtype=tensor.dtype, device=tensor.device)], dim=1)

@@ -1,0 +1,54 @@
+"""Rows join a running batch at a step boundary and leave when cancelled, without changing the others."""
+import torch
+from torch.testing import assert_close
+
+from tempo.engine.row import build_result
+from tempo.engine.tempo import Batch
+
+
+def alone(engine, request):
+    return engine.run([request])[0]
+
+
+def same(result, reference):
+    assert [[c.token_id for c in s.candidates] for s in result.steps] == \
+        [[c.token_id for c in s.candidates] for s in reference.steps]
+    assert_close(torch.tensor([c.probability for s in result.steps for c in s.candidates]),
+                 torch.tensor([c.probability for s in reference.steps for c in s.candidates]), atol=1e-4, rtol=0)
+
+
+def test_a_request_joins_a_running_batch(engine):
+    first = engine.request("a big red dog ran to the house and", selection_threshold=0.05, max_tokens=10)
+    second = engine.request("bird", selection_threshold=0.1, max_tokens=6, repetition_penalty=1.2,
+                            allow_intraset_token_visibility=True)
+    third = engine.request("the cat sat on the mat and the dog sat on the rug", max_tokens=4, temperature=0.0)
+    batch = Batch(engine.adapter, engine.loaded.tokenizer, engine.eos_ids, engine.pad_id)
+    batch.add([first], keys=["first"])
+    for _ in range(3):
+        batch.step()
+    batch.add([second, third], keys=["second", "third"])  # shorter and longer prompts than the cache
+    assert len(batch.rows) == 3
+    while batch.rows:
+        batch.step()
+    results = {row.key: build_result(row, engine.loaded.tokenizer, engine.loaded.info()) for row in batch.finished}
+    for key, request in (("first", first), ("second", second), ("third", third)):
+        same(results[key], alone(engine, request))
+    assert any(len(s.candidates) > 1 for s in results["first"].steps)
+
+
+def test_cancelling_one_row_leaves_the_other_unchanged(engine):
+    keep = engine.request("the cat sat on the", selection_threshold=0.05, max_tokens=8)
+    drop = engine.request("a big red dog ran to the house and", selection_threshold=0.05, max_tokens=8)
+    steps_seen = []
+    batch = Batch(engine.adapter, engine.loaded.tokenizer, engine.eos_ids, engine.pad_id,
+                  on_step=lambda row: steps_seen.append((row.key, len(row.token_sets))))
+    batch.add([keep, drop], keys=["keep", "drop"])
+    batch.step()
+    batch.step()
+    assert batch.cancel("drop") and not batch.cancel("nobody")
+    while batch.rows:
+        batch.step()
+    rows = {row.key: row for row in batch.finished}
+    assert rows["drop"].stop_reason == "cancelled" and len(rows["drop"].token_sets) == 2
+    same(build_result(rows["keep"], engine.loaded.tokenizer, engine.loaded.info()), alone(engine, keep))
+    assert ("keep", 8) in steps_seen and ("drop", 3) not in steps_seen

@@ -125,6 +125,33 @@ def check_resumable(checkpoint: dict[str, Any], config: TrainConfig) -> None:
         raise TrainConfigError(f"cannot resume: the checkpoint's model differs ({detail})")
 
 
+def initial_model(config: TrainConfig, vocab_size: int, ids: dict[str, int],
+                  checkpoint: dict[str, Any] | None) -> torch.nn.Module:
+    """init_from's model or a fresh one; then the checkpoint's weights when resuming."""
+    if config.init_from:
+        from transformers import AutoModelForCausalLM
+
+        try:
+            model = AutoModelForCausalLM.from_pretrained(config.init_from, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TrainConfigError(f"init_from: cannot load a model from {config.init_from!r}: {reason}") from None
+        if model.config.vocab_size < vocab_size:
+            raise TrainDataError(f"init_from {config.init_from} has {model.config.vocab_size} tokens, the prepared "
+                                 f"data {vocab_size}; prepare the data with that model's tokenizer")
+        found = (model.config.model_type, model.config.hidden_size, model.config.num_hidden_layers,
+                 model.config.num_attention_heads)
+        wanted = (architecture(config), config.d_model, config.n_layers, config.n_heads)
+        if found != wanted:
+            raise TrainConfigError(f"init_from {config.init_from} is {found} (type, d_model, n_layers, n_heads) but "
+                                   f"the config says {wanted}; set model_size or the model keys to match")
+    else:
+        model = build_model(config, checkpoint["vocab_size"] if checkpoint else vocab_size, ids)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+    return model
+
+
 def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     """Train, save the model to output_dir, return the run's summary (also in the model card)."""
     if config.num_threads:
@@ -146,21 +173,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     elif config.resume:
         log.warning("resume: no checkpoint at %s, starting from step 0", checkpoint_path)
 
-    if config.init_from and checkpoint is None:
-        from transformers import AutoModelForCausalLM
-
-        try:
-            model = AutoModelForCausalLM.from_pretrained(config.init_from, dtype=torch.float32)
-        except (OSError, ValueError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TrainConfigError(f"init_from: cannot load a model from {config.init_from!r}: {reason}") from None
-        if model.config.vocab_size < vocab_size:
-            raise TrainDataError(f"init_from {config.init_from} has {model.config.vocab_size} tokens, the prepared "
-                                 f"data {vocab_size}; prepare the data with that model's tokenizer")
-    else:
-        model = build_model(config, vocab_size, ids)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+    model = initial_model(config, vocab_size, ids, checkpoint)
     model.to(device).train()
     if config.gradient_checkpointing:
         enable_activation_checkpointing(model)

@@ -1,8 +1,14 @@
-"""Text views of a result: terminal colours now; spans and tables for the interface build on these."""
+"""Text views of a result: terminal colours, highlighted spans and a pandas table for the interface."""
 from __future__ import annotations
 
-from tempo.engine.output import format_set
-from tempo.result import GenerationResult
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from tempo.engine.output import bracketed_text, format_set
+from tempo.result import KEPT, PRUNED, GenerationResult, Step, Timing
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SET_COLOUR = "\033[1;36m"
 RESET = "\033[0m"
@@ -18,3 +24,86 @@ def terminal_text(result: GenerationResult, colour: bool) -> str:
         shown = format_set(kept)
         parts.append(f"{SET_COLOUR}{shown}{RESET}" if colour and len(kept) > 1 else shown)
     return "".join(parts)
+
+
+# --- the interface's views: highlighted spans, a table, partial results while streaming -----------
+
+SET, PRUNED, REMOVED_LABEL, UNATTENDED = "set", "pruned", "removed", "unattended"
+SPAN_COLOURS = {SET: "#7dd3fc", PRUNED: "#d1d5db", REMOVED_LABEL: "#fca5a5", UNATTENDED: "#fde68a"}
+"""Colours of ``gr.HighlightedText``'s labels: sets blue, pruned grey (and struck), removed red."""
+
+STRIKE = "\u0336"
+
+
+def struck(text: str) -> str:
+    """``text`` with a combining long stroke after each character: shown struck through anywhere."""
+    return "".join(ch + STRIKE if not ch.isspace() else ch for ch in text)
+
+
+def step_spans(step: Step) -> list[tuple[str, str | None]]:
+    """One step as (text, label) pairs: a single kept token plain; a set ``[a/b]`` with each alternative
+    labelled ``set``; pruned candidates struck and labelled ``pruned`` inside the brackets."""
+    shown = [c for c in step.candidates if c.status in (KEPT, PRUNED)]
+    if not shown:
+        return [(struck(c.text), REMOVED_LABEL) for c in step.candidates[:1]]
+    if len(shown) == 1:
+        return [(shown[0].text, UNATTENDED if step.unattended else None)]
+    lead = " " if all(c.text.startswith(" ") for c in shown) else ""
+    spans: list[tuple[str, str | None]] = [(lead + "[", None)]
+    for i, c in enumerate(shown):
+        text = c.text[len(lead):]
+        if i:
+            spans.append(("/", None))
+        spans.append((text, SET) if c.status == KEPT else (struck(text), PRUNED))
+    spans.append(("]", UNATTENDED if step.unattended else None))
+    return spans
+
+
+def highlighted_spans(prompt: str, steps: list[Step]) -> list[tuple[str, str | None]]:
+    """(text, label) pairs for ``gr.HighlightedText``: the prompt, then every step."""
+    spans: list[tuple[str, str | None]] = [(prompt, None)]
+    for step in steps:
+        spans.extend(step_spans(step))
+    return spans
+
+
+def candidates_table(result: GenerationResult) -> "pd.DataFrame":
+    """One row per candidate: step, position, rank in its set, token, probability, fate, thresholds."""
+    import pandas as pd
+
+    rows = []
+    for step in result.steps:
+        for rank, c in enumerate(step.candidates):
+            rows.append({
+                "step": step.step, "position": step.position, "rank": rank, "token_id": c.token_id,
+                "text": c.text, "probability": c.probability, "status": c.status,
+                "pruned_at_step": c.pruned_at_step, "attention": c.attention,
+                "set_size": len(step.candidates), "selection_threshold": step.selection_threshold,
+                "attention_threshold": step.attention_threshold, "unattended": step.unattended,
+            })
+    columns = ["step", "position", "rank", "token_id", "text", "probability", "status", "pruned_at_step",
+               "attention", "set_size", "selection_threshold", "attention_threshold", "unattended"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def partial_result(request: Any, steps: list[Step], model: dict[str, Any]) -> dict[str, Any]:
+    """The result JSON shape for a generation still running (``stop_reason`` is ``running``)."""
+    clean = "".join(max(s.kept, key=lambda c: c.probability).text for s in steps if s.kept)
+    return {
+        "prompt": request.prompt, "mode": request.mode, "text": bracketed_text(steps), "clean_text": clean,
+        "steps": [asdict(s) for s in steps], "settings": request.to_dict(),
+        "timing": asdict(Timing()), "model": model, "stop_reason": "running",
+    }
+
+
+def summary(result: GenerationResult) -> dict[str, Any]:
+    """A few figures of a result: steps, sets, mean set size, pruned candidates, time."""
+    sizes = [len(s.kept) for s in result.steps]
+    return {
+        "steps": len(result.steps),
+        "parallel_sets": sum(1 for n in sizes if n > 1),
+        "mean_set_size": round(sum(sizes) / len(sizes), 3) if sizes else 0.0,
+        "pruned": sum(1 for s in result.steps for c in s.candidates if c.status == PRUNED),
+        "stop_reason": result.stop_reason,
+        "total_s": round(result.timing.total_s, 4),
+    }

@@ -1,48 +1,221 @@
-"""The Gradio Blocks interface. ``create_demo(engine)`` builds it; handlers are thin functions over the engine."""
+"""The Gradio Blocks app: ``create_demo(scheduler, settings) -> gr.Blocks``.
+
+Handlers are thin: build a ``GenerationRequest`` from the controls, submit it to
+the scheduler, stream its steps into the outputs. Every control is named after
+the request field it sets (``tempo.controls``). The named API endpoints for
+``gradio_client`` live in ``tempo.endpoints``.
+"""
 from __future__ import annotations
 
-from typing import Any
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
 
 import gradio as gr
 
-from tempo.errors import RequestError
-from tempo.generation import Tempo
+from tempo import controls, endpoints
+from tempo.config import MODES
+from tempo.plots import result_figures, schedule_figure
+from tempo.render import SPAN_COLOURS, candidates_table, highlighted_spans, summary
 from tempo.result import GenerationResult
+from tempo.scheduler import Job, Scheduler
+
+COMPARE = "compare"
+DEFAULT_EXAMPLES = [
+    "def read_config(path):",
+    "import os\n\n\ndef list_files(folder):",
+    "class Stack:\n    def __init__(self):",
+    "for i in range(10):",
+]
+CSS = """
+#spans, #spans * { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
+#status { min-height: 1.5em; }
+"""
+THEME = gr.themes.Soft(primary_hue="sky", neutral_hue="slate")
 
 
-def highlighted_spans(result: GenerationResult) -> list[tuple[str, str | None]]:
-    """(text, label) pairs for ``gr.HighlightedText``: single tokens plain, parallel sets labelled."""
-    spans: list[tuple[str, str | None]] = [(result.prompt, None)]
-    for step in result.steps:
-        kept = step.kept
-        if len(kept) == 1:
-            spans.append((kept[0].text, None))
-        elif kept:
-            spans.append(("[" + "/".join(c.text for c in kept) + "]", "parallel set"))
-    return spans
+def app_section(settings: Any) -> dict[str, Any]:
+    return {k.lower(): v for k, v in (settings.get("app", {}) if settings is not None else {}).items()}
 
 
-def create_demo(engine: Tempo) -> gr.Blocks:
-    generation = engine.settings.generation if engine.settings is not None else {}
+def mode_choices() -> list[str]:
+    """The engine's modes, then "compare" (all of them side by side) when there are two or more."""
+    return list(MODES) + ([COMPARE] if len(MODES) > 1 else [])
 
-    def run(prompt: str, threshold: float, max_tokens: int) -> tuple[Any, str, str]:
-        try:
-            result = engine.generate(prompt, selection_threshold=threshold, max_tokens=int(max_tokens))
-        except RequestError as exc:
-            raise gr.Error(str(exc)) from None
-        return highlighted_spans(result), result.prompt + result.text, result.prompt + result.clean_text
 
-    with gr.Blocks(title="TEMPO") as demo:
-        gr.Markdown("# TEMPO — where the model hesitates")
-        prompt = gr.Textbox(label="Prompt", value="def read_config(path):", lines=3)
+def status_line(job: Job, started: float) -> str:
+    position = job.queue_position
+    if position is not None:
+        return f"⏳ queued — position **{position + 1}** (requests ahead: {position})"
+    return (f"▶ step **{len(job.steps)}** / {job.request.max_tokens} · "
+            f"{time.perf_counter() - started:.1f} s")
+
+
+def save_downloads(result: GenerationResult) -> tuple[str, str]:
+    """The result as JSON and as the candidates CSV, in a fresh folder of the temp dir (Gradio serves it)."""
+    folder = Path(tempfile.mkdtemp(prefix="tempo-result-"))
+    json_path, csv_path = folder / "tempo_result.json", folder / "tempo_candidates.csv"
+    json_path.write_text(result.to_json(indent=2), encoding="utf-8")
+    candidates_table(result).to_csv(csv_path, index=False)
+    return str(json_path), str(csv_path)
+
+
+def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
+    """The Blocks app over ``scheduler`` (its engine's settings give the defaults)."""
+    engine = scheduler.engine
+    settings = settings if settings is not None else engine.settings
+    app = app_section(settings)
+    api = endpoints.Endpoints(scheduler, settings)
+    defaults = api.defaults()
+    limit = api.max_tokens_limit
+    stream_every = float(app.get("stream_interval", 0.1))
+    modes = mode_choices()
+
+    with gr.Blocks(title="TEMPO — where the model hesitates") as demo:
+        gr.Markdown("## TEMPO — where the model hesitates\n"
+                    "Every token above the threshold is kept: parallel sets show as "
+                    "<span style='background:#7dd3fc'>[a/b]</span>, pruned candidates "
+                    "<span style='background:#d1d5db'>s̶t̶r̶u̶c̶k̶</span>.")
         with gr.Row():
-            threshold = gr.Slider(0.0, 1.0, value=generation.get("selection_threshold", 0.1), step=0.01,
-                                  label="Selection threshold")
-            max_tokens = gr.Slider(1, generation.get("max_tokens_limit", 1024),
-                                   value=generation.get("max_tokens", 100), step=1, label="Max tokens")
-        button = gr.Button("Generate", variant="primary")
-        spans = gr.HighlightedText(label="Parallel tokens", combine_adjacent=False)
-        bracketed = gr.Textbox(label="Bracketed text", buttons=["copy"])
-        clean = gr.Textbox(label="Clean text", buttons=["copy"])
-        button.click(run, [prompt, threshold, max_tokens], [spans, bracketed, clean], api_name="generate")
+            with gr.Column(scale=2, min_width=340):
+                prompt = gr.Textbox(label="Prompt", value=DEFAULT_EXAMPLES[0], lines=4, elem_id="prompt")
+                gr.Examples(list(app.get("examples", DEFAULT_EXAMPLES)), inputs=prompt)
+                with gr.Row():
+                    generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                main = {n: controls.control(n, defaults[n], limit) for n in controls.MAIN if n in defaults}
+                mode = gr.Radio(modes, value=defaults.get("mode", "tempo"), label="Mode", elem_id="ctl-mode",
+                                info="compare runs every mode on the prompt, side by side")
+                fields: dict[str, gr.components.Component] = dict(main)
+                schedule_plot = None
+                for title, names in controls.grouped_fields().items():
+                    with gr.Accordion(title, open=False):
+                        for name in names:
+                            fields[name] = controls.control(name, defaults[name], limit)
+                        if title == "Dynamic thresholds":
+                            schedule_plot = gr.Plot(label="Threshold over the steps", elem_id="schedule-plot")
+            with gr.Column(scale=3):
+                status = gr.Markdown("Ready.", elem_id="status")
+                with gr.Tabs():
+                    with gr.Tab("Output"):
+                        spans = gr.HighlightedText(label="Parallel tokens", combine_adjacent=False,
+                                                   show_legend=True, color_map=SPAN_COLOURS, elem_id="spans")
+                        bracketed = gr.Textbox(label="Bracketed text", buttons=["copy"], lines=3,
+                                               elem_id="bracketed")
+                        clean = gr.Textbox(label="Clean text", buttons=["copy"], lines=3, elem_id="clean")
+                        with gr.Row():
+                            json_file = gr.DownloadButton("Download JSON", value=None, interactive=False)
+                            csv_file = gr.DownloadButton("Download CSV", value=None, interactive=False)
+                    with gr.Tab("Plots"):
+                        plots = [gr.Plot(show_label=False) for _ in range(4)]
+                    with gr.Tab("Table"):
+                        table = gr.Dataframe(label="Candidates (one row per candidate)", wrap=True)
+                    with gr.Tab("JSON"):
+                        raw = gr.JSON(label="Result")
+                    with gr.Tab("Compare"):
+                        compare_out = {}
+                        with gr.Row():
+                            for m in MODES:
+                                with gr.Column():
+                                    compare_out[m] = (gr.HighlightedText(label=m, color_map=SPAN_COLOURS),
+                                                      gr.JSON(label=f"{m}: summary"))
+                    with gr.Tab("Model"):
+                        model_json = gr.JSON(value=api.model_info(), label="Model and queue")
+                        refresh = gr.Button("Refresh", size="sm")
+
+        names = list(fields)
+        components = [fields[n] for n in names]
+        compare_components = [c for pair in compare_out.values() for c in pair]
+        outputs = [spans, bracketed, clean, status, json_file, csv_file, *plots, table, raw, *compare_components]
+
+        def final_outputs(result: GenerationResult, others: dict[str, GenerationResult]) -> dict:
+            json_path, csv_path = save_downloads(result)
+            out = {
+                spans: highlighted_spans(result.prompt, result.steps), bracketed: result.prompt + result.text,
+                clean: result.prompt + result.clean_text, raw: result.to_dict(), table: candidates_table(result),
+                json_file: gr.DownloadButton(value=json_path, interactive=True),
+                csv_file: gr.DownloadButton(value=csv_path, interactive=True),
+                status: (f"✔ {len(result.steps)} steps · stop: {result.stop_reason} · "
+                         f"{result.timing.total_s:.2f} s · {result.timing.tokens_per_s:.1f} steps/s"),
+            }
+            out.update(zip(plots, result_figures(result)))
+            for m, r in others.items():
+                out[compare_out[m][0]] = highlighted_spans(r.prompt, r.steps)
+                out[compare_out[m][1]] = summary(r)
+            return out
+
+        def run(prompt_text: str, mode_value: str, *values: Any) -> Iterator[dict]:
+            overrides = controls.to_overrides(names, values)
+            chosen = list(MODES) if mode_value == COMPARE else [mode_value]
+            requests = [api.build(prompt_text, {**overrides, "mode": m}) for m in chosen]
+            jobs = scheduler.submit_many(requests)
+            lead = jobs[0]
+            started = last = time.perf_counter()
+            try:
+                for update in lead.stream(timeout=api.timeout):
+                    now = time.perf_counter()
+                    if update.state in ("done", "cancelled", "error") or now - last < stream_every:
+                        continue
+                    last = now
+                    yield {spans: highlighted_spans(lead.request.prompt, lead.steps),
+                           bracketed: lead.request.prompt + "".join(_step_text(s) for s in lead.steps),
+                           status: status_line(lead, started)}
+                results = {job.request.mode: endpoints.wait(job, api.timeout) for job in jobs}
+            except TimeoutError as exc:
+                raise gr.Error(str(exc)) from None
+            finally:
+                for job in jobs:
+                    job.cancel()
+            result = results[chosen[0]]
+            yield final_outputs(result, results if mode_value == COMPARE else {})
+
+        event = generate_btn.click(run, [prompt, mode, *components], outputs, api_name="ui_generate",
+                                   api_visibility="private",
+                                   show_progress="minimal")
+        prompt.submit(run, [prompt, mode, *components], outputs, api_name="ui_submit", api_visibility="private",
+                      show_progress="minimal")
+        stop_btn.click(None, cancels=[event], api_name="ui_stop", api_visibility="private")
+        refresh.click(api.model_info, None, model_json, api_name="ui_model_info", api_visibility="private")
+
+        if schedule_plot is not None:
+            curve = [n for n in ("selection_schedule", "selection_threshold", "selection_final_threshold",
+                                 "bezier_p1", "bezier_p2", "relu_activation_point", "max_tokens",
+                                 "use_retroactive_pruning", "dynamic_threshold", "use_relu",
+                                 "attention_threshold", "final_threshold") if n in fields]
+
+            def draw(*values: Any):
+                return schedule_figure_from({**defaults, **dict(zip(curve, values))})
+
+            for name in curve:
+                fields[name].change(draw, [fields[n] for n in curve], schedule_plot, api_name=f"ui_curve_{name}",
+                                    api_visibility="private",
+                                    show_progress="hidden", trigger_mode="always_last")
+            demo.load(draw, [fields[n] for n in curve], schedule_plot, api_name="ui_curve", api_visibility="private")
+
+        endpoints.register(api, int(app.get("generate_batch_max_size", 8)))
     return demo
+
+
+def _step_text(step) -> str:
+    from tempo.engine.output import format_set
+
+    kept = [c.text for c in step.kept]
+    return format_set(kept) if kept else ""
+
+
+def schedule_figure_from(values: dict[str, Any]):
+    """The live curve from the controls' values (the attention threshold's too when pruning is on)."""
+    attention = None
+    if values.get("use_retroactive_pruning"):
+        kind = ("relu" if values.get("use_relu") else "bezier") if values.get("dynamic_threshold") else "constant"
+        attention = (kind, float(values["attention_threshold"]), float(values["final_threshold"]))
+    return schedule_figure(values["selection_schedule"], float(values["selection_threshold"]),
+                           float(values["selection_final_threshold"]), float(values["bezier_p1"]),
+                           float(values["bezier_p2"]), float(values["relu_activation_point"]),
+                           int(values["max_tokens"]), attention)
+
+
+def dumps(result: GenerationResult) -> str:
+    return json.dumps(result.to_dict(), ensure_ascii=False)

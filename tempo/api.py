@@ -1,0 +1,219 @@
+"""The server: REST routes beside the Gradio app, on one FastAPI application.
+
+    GET  /health     model loaded, device, queue depth, batches run, mean batch size
+    POST /generate   the request JSON (``prompt`` + any request field) -> the result JSON;
+                     422 naming the field on bad input
+    GET  /docs       OpenAPI docs, when ``api.enable_docs``
+    /                the Gradio app (its own API under /gradio_api/)
+
+The ``api`` settings section is enforced here: ``host``/``port`` (``serve``),
+``cors_origins``, ``rate_limit`` (REST requests per client per minute, 429 past
+it; 0 = off), ``max_concurrent_requests`` (REST generations in flight, 503 past
+it), ``request_timeout`` (seconds; 504 and the request leaves the batch).
+"""
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import gradio as gr
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pydantic import ConfigDict, create_model
+
+from tempo.errors import RequestError
+from tempo.generation import Tempo
+from tempo.request import GenerationRequest, build_request
+from tempo.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+@dataclass
+class ApiConfig:
+    """The ``api`` settings section (defaults: the seeds')."""
+
+    host: str = "0.0.0.0"
+    port: int = 7860
+    cors_origins: tuple[str, ...] = ("*",)
+    enable_docs: bool = True
+    max_concurrent_requests: int = 5
+    request_timeout: float = 300.0
+    rate_limit: int = 100
+    rate_limit_window: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "ApiConfig":
+        section = {k.lower(): v for k, v in (settings.get("api", {}) if settings is not None else {}).items()}
+        known = {k: v for k, v in section.items() if k in cls.__dataclass_fields__}
+        if "cors_origins" in known:
+            known["cors_origins"] = tuple(known["cors_origins"])
+        return cls(**known)
+
+
+def request_model():
+    """The pydantic body of POST /generate, from ``GenerationRequest``'s fields (all but the prompt optional):
+    the OpenAPI docs list every field, and an unknown one is a 422 naming it."""
+    fields: dict[str, Any] = {"prompt": (str, ...)}
+    for f in GenerationRequest.__dataclass_fields__.values():
+        if f.name != "prompt":
+            fields[f.name] = (Optional[TYPES.get(str(f.type), Any)], None)
+    return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+class RateLimiter:
+    """A sliding window per client: at most ``limit`` requests in any ``window`` seconds."""
+
+    def __init__(self, limit: int, window: float = 60.0):
+        self.limit, self.window = limit, window
+        self.hits: dict[str, deque[float]] = defaultdict(deque)
+        self.lock = threading.Lock()
+
+    def __call__(self, request: Request) -> None:
+        if self.limit <= 0:
+            return
+        client = request.client.host if request.client else "unknown"
+        now = time.monotonic()
+        with self.lock:
+            hits = self.hits[client]
+            while hits and now - hits[0] >= self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                retry = max(1, int(self.window - (now - hits[0])) + 1)
+                raise HTTPException(429, f"rate_limit: at most {self.limit} requests per {self.window:g} s "
+                                         f"per client", headers={"Retry-After": str(retry)})
+            hits.append(now)
+
+
+def create_app(engine: Tempo, settings: Any = None, scheduler: Scheduler | None = None,
+               config: ApiConfig | None = None) -> FastAPI:
+    """The FastAPI app: REST routes, then the Gradio app mounted at ``/``. ``app.state`` holds the
+    scheduler (one per engine: share it between apps with ``scheduler=``)."""
+    from tempo.ui import CSS, THEME, app_section, create_demo
+
+    settings = settings if settings is not None else engine.settings
+    config = config or ApiConfig.from_settings(settings)
+    section = app_section(settings)
+    scheduler = scheduler or Scheduler(engine, max_batch_size=int(section.get("max_batch_size", 16)))
+    docs = config.enable_docs
+    app = FastAPI(title="TEMPO", description="See where a language model hesitates.",
+                  docs_url="/docs" if docs else None, redoc_url=None, openapi_url="/openapi.json" if docs else None)
+    app.state.scheduler = scheduler
+    app.state.config = config
+    app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["*"],
+                       allow_headers=["*"])
+    limiter = RateLimiter(config.rate_limit, config.rate_limit_window)
+    slots = threading.BoundedSemaphore(config.max_concurrent_requests)
+    Body = request_model()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        field = loc[0] if loc else "body"
+        return JSONResponse({"detail": f"{field}: {first.get('msg', 'invalid')}", "field": field,
+                             "errors": jsonable(exc.errors())}, status_code=422)
+
+    @app.get("/health", dependencies=[Depends(limiter)])
+    def health() -> dict:
+        """Model loaded, device, queue depth, batches run, mean batch size."""
+        info = engine.loaded.info()
+        return {"status": "ok", "model_loaded": True, "model": info["id"], "device": info["device"],
+                "dtype": info["dtype"], **scheduler.stats()}
+
+    @app.post("/generate", dependencies=[Depends(limiter)])
+    async def generate(body: Body, request: Request) -> JSONResponse:  # type: ignore[valid-type]
+        """The request JSON of TEMPO_SPEC (``prompt`` + any request field) -> the result JSON."""
+        values = body.model_dump(exclude_none=True)
+        try:
+            generation = build_request(values.pop("prompt"), settings, **values)
+        except RequestError as exc:
+            return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
+        if not slots.acquire(blocking=False):
+            raise HTTPException(503, f"max_concurrent_requests: {config.max_concurrent_requests} generations "
+                                     "are running; retry later", headers={"Retry-After": "1"})
+        try:
+            job = scheduler.submit(generation)
+            deadline = time.monotonic() + config.request_timeout
+            while not job.done:
+                await asyncio.sleep(0.01)
+                if time.monotonic() > deadline:
+                    job.cancel()
+                    raise HTTPException(504, f"request_timeout: no result within {config.request_timeout:g} s")
+                if await request.is_disconnected():
+                    job.cancel()
+                    raise HTTPException(499, "client disconnected")
+            if isinstance(job.error, RequestError):  # found by the engine (num_layers_to_use of this model)
+                return JSONResponse({"detail": str(job.error), "field": job.error.field}, status_code=422)
+            if job.error is not None:
+                raise job.error
+            return JSONResponse(job.result.to_dict())
+        finally:
+            slots.release()
+
+    demo = create_demo(scheduler, settings)
+    demo.queue(max_size=int(section.get("queue_max_size", 64)),
+               default_concurrency_limit=int(section.get("concurrency_limit", 32)))
+    app.state.demo = demo
+    return gr.mount_gradio_app(app, demo, path="/", theme=THEME, css=CSS, footer_links=["api", "gradio"])
+
+
+def jsonable(value: Any) -> Any:
+    """Pydantic error details with their exceptions made strings."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn in a background thread: ``Server(app, host, port).start()``, then ``.url``, ``.close()``."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
+        self.app, self.host, self.port = app, host, port or free_port(host)
+        self.server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="warning",
+                                                    ws="none", timeout_graceful_shutdown=1))
+        self.thread = threading.Thread(target=self.server.run, name="tempo-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self, timeout: float = 30.0) -> "Server":
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start on {self.host}:{self.port}")
+            time.sleep(0.05)
+        return self
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.app.state.scheduler.close()
+
+
+def bind_address(config: ApiConfig) -> tuple[str, int]:
+    """Host and port: Gradio's variables (set by Hugging Face Spaces) win over the settings."""
+    host = os.environ.get("GRADIO_SERVER_NAME", config.host)
+    port = int(os.environ.get("GRADIO_SERVER_PORT", config.port))
+    return host, port

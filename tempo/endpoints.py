@@ -1,0 +1,128 @@
+"""Named API endpoints for ``gradio_client``: /generate (streams), /generate_batch, /compare, /model_info.
+
+    from gradio_client import Client
+    client = Client("http://127.0.0.1:7860/")
+    result = client.predict("the cat", {"selection_threshold": 0.1, "max_tokens": 20}, api_name="/generate")
+
+Inputs are the prompt and a dict of request fields (any ``GenerationRequest``
+field; missing ones take the settings' defaults); outputs are result JSON
+(TEMPO_SPEC section 8). A bad field raises ``gr.Error`` whose message starts with
+the field's name, e.g. ``selection_threshold: must be in [0.0, 1.0], got 2.0``.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gradio as gr
+
+from tempo.config import MODES
+from tempo.errors import RequestError
+from tempo.render import partial_result
+from tempo.request import GenerationRequest, build_request
+from tempo.result import GenerationResult
+from tempo.scheduler import Job, Scheduler
+
+
+def wait(job: Job, timeout: float | None) -> GenerationResult:
+    """The job's result; a user-facing ``gr.Error`` for a bad request or a timeout."""
+    try:
+        return job.wait(timeout)
+    except (RequestError, TimeoutError) as exc:
+        raise gr.Error(str(exc)) from None
+
+
+class Endpoints:
+    """Request building and the API functions over one scheduler (shared by the UI's handlers)."""
+
+    def __init__(self, scheduler: Scheduler, settings: Any):
+        self.scheduler = scheduler
+        self.settings = settings
+        api = settings.get("api", {}) if settings is not None else {}
+        self.timeout = float(api.get("request_timeout", 300)) or None
+        generation = settings.get("generation", {}) if settings is not None else {}
+        self.max_tokens_limit = int(generation.get("max_tokens_limit", 1024))
+
+    def build(self, prompt: str, overrides: dict[str, Any] | None) -> GenerationRequest:
+        """A validated request, or ``gr.Error`` naming the bad field."""
+        if overrides is not None and not isinstance(overrides, dict):
+            raise gr.Error(f"settings: must be an object of request fields, got {type(overrides).__name__}")
+        try:
+            return build_request(prompt, self.settings, **(overrides or {}))
+        except RequestError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def defaults(self) -> dict[str, Any]:
+        """The effective default of every request field (settings, then code)."""
+        return build_request("-", self.settings).to_dict()
+
+    def model_info(self) -> dict:
+        """Model id, device, dtype, parameter count; the queue's counters."""
+        loaded = self.scheduler.engine.loaded
+        return {**loaded.info(), "parameters": loaded.parameters, "modes": list(MODES),
+                "max_tokens_limit": self.max_tokens_limit, "queue": self.scheduler.stats()}
+
+    def generate(self, prompt: str, settings: dict | None = None) -> Iterator[dict]:
+        """Stream partial results (``stop_reason`` "running") as the steps come; the last value is the result."""
+        job = self.scheduler.submit(self.build(prompt, settings))
+        info = self.scheduler.engine.loaded.info()
+        try:
+            for update in job.stream(timeout=self.timeout):
+                if update.steps:
+                    yield partial_result(job.request, job.steps, info)
+            yield wait(job, self.timeout).to_dict()
+        except TimeoutError as exc:
+            raise gr.Error(str(exc)) from None
+        finally:
+            job.cancel()  # no effect once done; a client that went away leaves the batch
+
+    def generate_batch(self, prompts: list[str], settings: list[dict | None]) -> tuple[list[dict]]:
+        """Gradio batches concurrent calls: every prompt joins the scheduler's batch at once. A bad item
+        answers ``{"error": ..., "field": ...}`` without failing the others."""
+        out: list[dict | None] = [None] * len(prompts)
+        accepted = []
+        for i, (prompt, overrides) in enumerate(zip(prompts, settings)):
+            try:
+                accepted.append((i, build_request(prompt, self.settings, **(overrides or {}))))
+            except RequestError as exc:
+                out[i] = {"error": str(exc), "field": exc.field}
+        jobs = self.scheduler.submit_many([r for _, r in accepted])
+        try:
+            for (i, _), job in zip(accepted, jobs):
+                out[i] = wait(job, self.timeout).to_dict()
+        finally:
+            for job in jobs:
+                job.cancel()
+        return (out,)
+
+    def compare(self, prompt: str, settings: dict | None = None) -> dict:
+        """Every mode on the same prompt and settings, generated together: ``{mode: result}``."""
+        requests = [self.build(prompt, {**(settings or {}), "mode": m}) for m in MODES]
+        jobs = self.scheduler.submit_many(requests)
+        try:
+            return {job.request.mode: wait(job, self.timeout).to_dict() for job in jobs}
+        finally:
+            for job in jobs:
+                job.cancel()
+
+
+def register(api: Endpoints, max_batch_size: int = 8) -> None:
+    """Add the named endpoints to the Blocks being built (call inside ``with gr.Blocks()``)."""
+    def generate(prompt: str, settings: dict | None = None) -> dict:
+        yield from api.generate(prompt, settings)
+
+    def generate_batch(prompt: list[str], settings: list[dict | None]) -> tuple[list[dict]]:
+        return api.generate_batch(prompt, settings)
+
+    def compare(prompt: str, settings: dict | None = None) -> dict:
+        return api.compare(prompt, settings)
+
+    def model_info() -> dict:
+        return api.model_info()
+
+    generate.__doc__, compare.__doc__, model_info.__doc__ = (api.generate.__doc__, api.compare.__doc__,
+                                                             api.model_info.__doc__)
+    generate_batch.__doc__ = api.generate_batch.__doc__
+    gr.api(generate, api_name="generate")
+    gr.api(generate_batch, api_name="generate_batch", batch=True, max_batch_size=max_batch_size)
+    gr.api(compare, api_name="compare")
+    gr.api(model_info, api_name="model_info")

@@ -1,0 +1,352 @@
+"""The batch queue: one worker thread owns the model; requests join the running batch at step boundaries.
+
+    scheduler = Scheduler(engine)
+    job = scheduler.submit(engine.request("the cat", max_tokens=20))
+    for update in job.stream():          # one Update per step (and while queued)
+        print(update.step, update.queue_position)
+    result = job.result                  # the GenerationResult
+
+Every interface (Gradio events, ``gradio_client``, REST) submits here, so
+requests from many users share one batch: each step the worker takes the newly
+queued requests (``Batch.add``, up to ``max_batch_size`` rows), applies the
+cancels, advances every row one step (``Batch.step``) and pushes each row's new
+set to its own job. A cancelled job (Stop button, client gone, timeout) leaves
+the batch at the next boundary; the other rows' results do not change.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from tempo.engine.output import token_text
+from tempo.engine.row import Row, build_result
+from tempo.engine.tempo import Batch
+from tempo.generation import Tempo
+from tempo.request import GenerationRequest
+from tempo.result import Candidate, GenerationResult, Step
+
+log = logging.getLogger(__name__)
+
+BATCH_MODES = ("tempo", "default")
+"""Modes the batched loop runs; any other mode (MCTS) runs alone through ``Tempo.run`` between steps."""
+
+
+@dataclass
+class Update:
+    """What a job's consumer sees: the queue position while waiting, then one new step at a time."""
+
+    state: str
+    """``queued``, ``running``, ``step``, ``done``, ``cancelled`` or ``error``."""
+    queue_position: int | None = None
+    """Jobs ahead of this one in the queue (0 = next to join); None once it runs."""
+    steps: list[Step] = field(default_factory=list)
+    """New steps, and earlier steps whose candidates changed (pruned), by ``step`` index."""
+    result: GenerationResult | None = None
+    error: BaseException | None = None
+
+
+class Job:
+    """One submitted request: its updates, its result, and a ``cancel`` that makes it leave the batch."""
+
+    def __init__(self, key: int, request: GenerationRequest, scheduler: "Scheduler"):
+        self.key = key
+        self.request = request
+        self.steps: list[Step] = []
+        """The steps streamed so far (built by ``stream``)."""
+        self.result: GenerationResult | None = None
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self.submitted_at = time.perf_counter()
+        self._scheduler = scheduler
+        self._updates: queue.Queue[Update] = queue.Queue()
+        self._done = threading.Event()
+        self._context: list[int] = []  # the worker's decoding context: prompt + top token of each step
+        self._texts: list[list[str]] = []  # the worker's decoded candidate texts, one list per step
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def queue_position(self) -> int | None:
+        return self._scheduler.queue_position(self)
+
+    def cancel(self) -> None:
+        """Leave the queue or the batch (at the next step boundary). No effect once done."""
+        if not self.done:
+            self._scheduler.cancel(self)
+
+    def stream(self, poll_s: float = 0.25, timeout: float | None = None) -> Iterator[Update]:
+        """Updates until the job ends; while waiting, the queue position every ``poll_s``.
+
+        Raises TimeoutError (after cancelling the job) when ``timeout`` seconds pass."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while True:
+            try:
+                update = self._updates.get(timeout=poll_s)
+            except queue.Empty:
+                if deadline is not None and time.perf_counter() > deadline:
+                    self.cancel()
+                    raise TimeoutError(f"request_timeout: no result within {timeout:g} s") from None
+                if self.done and self._updates.empty():
+                    return
+                yield Update("queued" if self.queue_position is not None else "running",
+                             queue_position=self.queue_position)
+                continue
+            for step in update.steps:
+                if step.step < len(self.steps):
+                    self.steps[step.step] = step
+                else:
+                    self.steps.append(step)
+            yield update
+            if update.state in ("done", "cancelled", "error"):
+                return
+
+    def wait(self, timeout: float | None = None) -> GenerationResult:
+        """Block until the result; re-raise the worker's error; TimeoutError cancels the job."""
+        if not self._done.wait(timeout):
+            self.cancel()
+            raise TimeoutError(f"request_timeout: no result within {timeout:g} s")
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    # --- called by the worker ------------------------------------------------------------
+    def _push(self, update: Update) -> None:
+        self._updates.put(update)
+
+    def _finish(self, result: GenerationResult | None = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        state = "error" if error is not None else ("cancelled" if self.cancelled else "done")
+        self._done.set()
+        self._push(Update(state, result=result, error=error))
+
+
+@dataclass
+class Counters:
+    """The scheduler's own figures (``/health``, the Model tab, the benchmark)."""
+
+    batches_run: int = 0
+    """Busy periods: the batch went from empty to running."""
+    steps_run: int = 0
+    rows_stepped: int = 0
+    """Sum over steps of the rows in the batch; ``/ steps_run`` is the mean batch size."""
+    requests_done: int = 0
+    requests_cancelled: int = 0
+    requests_failed: int = 0
+    max_batch_seen: int = 0
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.rows_stepped / self.steps_run if self.steps_run else 0.0
+
+
+class Scheduler:
+    """A request queue in front of one ``Batch`` driven by one worker thread."""
+
+    def __init__(self, engine: Tempo, max_batch_size: int = 16):
+        self.engine = engine
+        self.max_batch_size = max_batch_size
+        self.counters = Counters()
+        self._keys = itertools.count()
+        self._cond = threading.Condition()
+        self._pending: list[Job] = []
+        self._jobs: dict[int, Job] = {}
+        self._cancels: set[int] = set()
+        self._closed = False
+        self._batch = self._new_batch()
+        self._thread = threading.Thread(target=self._work, name="tempo-scheduler", daemon=True)
+        self._thread.start()
+
+    def _new_batch(self) -> Batch:
+        e = self.engine
+        return Batch(e.adapter, e.loaded.tokenizer, e.eos_ids, e.pad_id, on_step=self._on_step)
+
+    # --- the callers' side ----------------------------------------------------------------
+    def submit(self, request: GenerationRequest) -> Job:
+        return self.submit_many([request])[0]
+
+    def submit_many(self, requests: list[GenerationRequest]) -> list[Job]:
+        """Queue requests together: they join the batch at the same step boundary."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the scheduler is closed")
+            jobs = [Job(next(self._keys), r, self) for r in requests]
+            for job in jobs:
+                self._jobs[job.key] = job
+                self._pending.append(job)
+                job._push(Update("queued", queue_position=len(self._pending) - 1))
+            self._cond.notify()
+        return jobs
+
+    def cancel(self, job: Job) -> None:
+        with self._cond:
+            if job.done or job.cancelled:
+                return
+            job.cancelled = True
+            if job in self._pending:  # never joined: it ends here
+                self._pending.remove(job)
+                self._jobs.pop(job.key, None)
+                self.counters.requests_cancelled += 1
+                job._finish()
+                return
+            self._cancels.add(job.key)
+            self._cond.notify()
+
+    def queue_position(self, job: Job) -> int | None:
+        with self._cond:
+            try:
+                return self._pending.index(job)
+            except ValueError:
+                return None
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting to join the batch."""
+        with self._cond:
+            return len(self._pending)
+
+    @property
+    def running(self) -> int:
+        """Rows in the batch now."""
+        return len(self._batch.rows)
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "queue_depth": self.queue_depth,
+            "running": self.running,
+            "batches_run": c.batches_run,
+            "mean_batch_size": round(c.mean_batch_size, 3),
+            "max_batch_size_seen": c.max_batch_seen,
+            "steps_run": c.steps_run,
+            "requests_done": c.requests_done,
+            "requests_cancelled": c.requests_cancelled,
+            "requests_failed": c.requests_failed,
+            "max_batch_size": self.max_batch_size,
+        }
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker; jobs still queued or running end cancelled."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    # --- the worker's side ----------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not self._pending and not self._batch.rows and not self._cancels:
+                    self._cond.wait()
+                if self._closed:
+                    break
+                room = max(0, self.max_batch_size - len(self._batch.rows))
+                joining, self._pending = self._pending[:room], self._pending[room:]
+                cancels, self._cancels = self._cancels, set()
+                for position, job in enumerate(self._pending):
+                    job._push(Update("queued", queue_position=position))
+            self._join([j for j in joining if j.request.mode in BATCH_MODES])
+            for job in joining:
+                if job.request.mode not in BATCH_MODES:
+                    self._run_alone(job)
+            for key in cancels:
+                self._batch.cancel(key)
+            self._step()
+        for job in list(self._jobs.values()):
+            job.cancelled = True
+            job._finish()
+
+    def _join(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        if not self._batch.rows:
+            self.counters.batches_run += 1
+        try:
+            rows = self._batch.add([j.request for j in jobs], keys=[j.key for j in jobs])
+        except Exception as exc:  # a failed prefill (too long a prompt, out of memory) fails these jobs, not the worker
+            log.exception("prefill failed")
+            self._fail(jobs, exc)
+            return
+        for job, row in zip(jobs, rows):
+            job._context = list(row.prompt_ids)
+            job._push(Update("running"))
+
+    def _run_alone(self, job: Job) -> None:
+        try:
+            result = self.engine.run([job.request])[0]
+        except Exception as exc:  # delivered to the caller, who raises it
+            log.exception("generation failed")
+            self._fail([job], exc)
+            return
+        self._jobs.pop(job.key, None)
+        self.counters.requests_done += 1
+        job._finish(result)
+
+    def _step(self) -> None:
+        rows = len(self._batch.rows)
+        if rows == 0:
+            return
+        try:
+            self._batch.step()
+        except Exception as exc:  # the batch is lost: every job in it fails with the error
+            log.exception("step failed")
+            self._fail([self._jobs[row.key] for row in self._batch.rows if row.key in self._jobs], exc)
+            self._batch = self._new_batch()
+            return
+        c = self.counters
+        c.steps_run += 1
+        c.rows_stepped += rows
+        c.max_batch_seen = max(c.max_batch_seen, rows)
+        info = self.engine.loaded.info()
+        for row in self._batch.finished:
+            job = self._jobs.pop(row.key, None)
+            if job is None:
+                continue
+            if row.stop_reason == "cancelled":
+                c.requests_cancelled += 1
+            else:
+                c.requests_done += 1
+            job._finish(build_result(row, self.engine.loaded.tokenizer, info))
+        self._batch.finished.clear()
+
+    def _on_step(self, row: Row) -> None:
+        """Called by ``Batch.step`` after a row's new set: push that step (every step when pruning may
+        have changed earlier ones). Token texts are decoded once, when a step first appears."""
+        job = self._jobs.get(row.key)
+        if job is None:
+            return
+        tokenizer = self.engine.loaded.tokenizer
+        for record in row.sets[len(job._texts):]:
+            job._texts.append([token_text(tokenizer, job._context, t) for t in record.tokens])
+            kept = record.kept
+            if kept:
+                job._context.append(record.tokens[max(kept, key=lambda i: record.probs[i])])
+        pruning = getattr(row.request, "use_retroactive_pruning", False)
+        first = 0 if pruning else len(row.sets) - 1
+        steps = [_step(s, record, job._texts[s], len(row.prompt_ids)) for s, record in enumerate(row.sets)
+                 if s >= first]
+        job._push(Update("step", steps=steps))
+
+    def _fail(self, jobs: list[Job], exc: BaseException) -> None:
+        for job in jobs:
+            self._jobs.pop(job.key, None)
+            self.counters.requests_failed += 1
+            job._finish(error=exc)
+
+
+def _step(s: int, record: Any, texts: list[str], prompt_len: int) -> Step:
+    """A ``Step`` of the result shape from the batch's record of one set (a copy: the record changes)."""
+    candidates = [Candidate(token_id=t, text=text, probability=p, status=status, pruned_at_step=at, attention=a)
+                  for t, text, p, status, at, a in zip(record.tokens, texts, record.probs, record.status,
+                                                       record.pruned_at, record.attention)]
+    return Step(step=s, position=prompt_len + s, selection_threshold=record.selection_threshold,
+                attention_threshold=record.attention_threshold, unattended=record.unattended,
+                candidates=candidates)

@@ -24,6 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NEXT_LOGITS_MODES = ("mixture", "top", "last")
 SCHEDULES = ("constant", "bezier", "relu")
 MODES = ("tempo", "default")
+COMPLETE_PRUNING_MODES = ("keep_token", "keep_unattended", "remove_position")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -63,6 +64,12 @@ VALIDATORS = [
     _choice("generation.next_logits_mode", NEXT_LOGITS_MODES),
     _range("generation.eos_token_id", -1),
     _range("generation.pad_token_id", -1),
+    _range("pruning.attention_threshold", 0.0, 1.0),
+    _range("pruning.relative_threshold", 0.0, 1.0),
+    _range("pruning.num_layers_to_use", 0),
+    _range("pruning.sigmoid_steepness", 0.001, 1000.0),
+    _choice("pruning.complete_pruning_mode", COMPLETE_PRUNING_MODES),
+    _range("pruning.final_threshold", 0.0, 1.0),
     _choice("logging.log_level", LOG_LEVELS),
     _range("logging.max_log_size_mb", 1),
     _range("logging.backup_count", 0),
@@ -88,6 +95,21 @@ VALIDATORS = [
     _range("train.seq_length", 0),
     _range("train.min_frequency", 1),
     _range("train.max_files", 0),
+    # api / app: the server of app.py (tempo/api.py, tempo/ui.py, tempo/scheduler.py)
+    Validator("api.host", is_type_of=str, len_min=1, messages={"operations": "api.host must be a host name, got {value}"}),
+    _range("api.port", 0, 65535),
+    Validator("api.cors_origins", is_type_of=list,
+              messages={"operations": "api.cors_origins must be a list of origins, got {value}"}),
+    _range("api.max_concurrent_requests", 1),
+    Validator("api.request_timeout", gt=0, messages={"operations": "api.request_timeout must be > 0, got {value}"}),
+    _range("api.rate_limit", 0),
+    Validator("api.rate_limit_window", gt=0,
+              messages={"operations": "api.rate_limit_window must be > 0, got {value}"}),
+    _range("app.max_batch_size", 1, 256),
+    _range("app.queue_max_size", 1),
+    _range("app.concurrency_limit", 1),
+    _range("app.stream_interval", 0.0, 10.0),
+    _range("app.generate_batch_max_size", 1, 256),
 ]
 
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from tempo.config import MODES, NEXT_LOGITS_MODES, SCHEDULES
+from tempo.config import COMPLETE_PRUNING_MODES, MODES, NEXT_LOGITS_MODES, SCHEDULES
 from tempo.errors import RequestError
 
 
@@ -43,6 +43,27 @@ class GenerationRequest:
     enable_thinking: bool = False
     system_content: str = ""
     seed: int = 0
+    # --- retroactive pruning (settings section ``pruning``; TEMPO_SPEC sections 5 and 6) ---
+    use_retroactive_pruning: bool = False
+    attention_threshold: float = 0.01
+    """A token of a judged set stays when the attention it receives reaches this (scheduled) value."""
+    relative_threshold: float = 0.5
+    """... and at least this fraction of the most attended token of its set."""
+    relative_attention: bool = True
+    multi_scale_attention: bool = True
+    """Weight the last ``num_layers_to_use`` layers with linspace(0.2, 1.0); off: plain mean of the last 3."""
+    num_layers_to_use: int = 0
+    """0 = all layers."""
+    sigmoid_threshold: bool = True
+    sigmoid_steepness: float = 10.0
+    complete_pruning_mode: str = "keep_token"
+    preserve_isolated_tokens: bool = True
+    """Never judge a step with a single kept token."""
+    soft_pruning: bool = False
+    """Bias later attention by log(sigmoid) instead of cutting weakly attended tokens."""
+    dynamic_threshold: bool = False
+    use_relu: bool = False
+    final_threshold: float = 1.0
 
     def validate(self, max_tokens_limit: int = 1024) -> "GenerationRequest":
         """Raise RequestError naming the first bad field; return self when all is well."""
@@ -65,7 +86,13 @@ class GenerationRequest:
         _int_range("max_parallel_tokens", self.max_parallel_tokens, 1, 256)
         _int_range("min_steps", self.min_steps, 0, None)
         _choice("next_logits_mode", self.next_logits_mode, NEXT_LOGITS_MODES)
-        for name in ("allow_intraset_token_visibility", "enable_thinking"):
+        _range("attention_threshold", self.attention_threshold, 0.0, 1.0)
+        _range("relative_threshold", self.relative_threshold, 0.0, 1.0)
+        _int_range("num_layers_to_use", self.num_layers_to_use, 0, None)
+        _range("sigmoid_steepness", self.sigmoid_steepness, 0.001, 1000.0)
+        _choice("complete_pruning_mode", self.complete_pruning_mode, COMPLETE_PRUNING_MODES)
+        _range("final_threshold", self.final_threshold, 0.0, 1.0)
+        for name in BOOLEAN_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise RequestError(name, f"must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.system_content, str):
@@ -81,6 +108,24 @@ class GenerationRequest:
         return [f.name for f in fields(cls)]
 
 
+BOOLEAN_FIELDS = (
+    "allow_intraset_token_visibility", "enable_thinking", "use_retroactive_pruning", "relative_attention",
+    "multi_scale_attention", "sigmoid_threshold", "preserve_isolated_tokens", "soft_pruning", "dynamic_threshold",
+    "use_relu",
+)
+
+PRUNING_FIELDS = (
+    "use_retroactive_pruning", "attention_threshold", "relative_threshold", "relative_attention",
+    "multi_scale_attention", "num_layers_to_use", "sigmoid_threshold", "sigmoid_steepness", "complete_pruning_mode",
+    "preserve_isolated_tokens", "soft_pruning", "dynamic_threshold", "use_relu", "final_threshold",
+)
+
+
+def section_of(name: str) -> str:
+    """The settings section a request field's default lives in."""
+    return "pruning" if name in PRUNING_FIELDS else "generation"
+
+
 def build_request(prompt: str, settings: Any = None, **overrides: Any) -> GenerationRequest:
     """A validated request: explicit ``overrides`` > ``settings.generation`` > code defaults.
 
@@ -92,12 +137,13 @@ def build_request(prompt: str, settings: Any = None, **overrides: Any) -> Genera
     if unknown:
         raise RequestError(unknown[0], f"unknown setting; known settings are {', '.join(sorted(names - {'prompt'}))}")
     values: dict[str, Any] = {}
-    section: Mapping[str, Any] = {}
-    limit = 1024
+    sections: dict[str, Mapping[str, Any]] = {}
     if settings is not None:
-        section = {k.lower(): v for k, v in settings.generation.items()}
-        limit = int(section.get("max_tokens_limit", limit))
+        sections = {name: {k.lower(): v for k, v in settings.get(name, {}).items()}
+                    for name in ("generation", "pruning")}
+    limit = int(sections.get("generation", {}).get("max_tokens_limit", 1024))
     for name in names - {"prompt"}:
+        section = sections.get(section_of(name), {})
         if overrides.get(name) is not None:
             values[name] = overrides[name]
         elif name in section:
@@ -110,8 +156,10 @@ _TYPES = {f.name: f.type for f in fields(GenerationRequest)}
 
 
 def _coerce(name: str, value: Any) -> Any:
-    """Accept JSON/form values of the right kind (``"0.5"`` for a float, 3.0 for an int)."""
+    """Accept JSON/form values of the right kind (``"0.5"`` for a float, 3.0 for an int, "true" for a bool)."""
     kind = _TYPES[name]
+    if kind == "bool" and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
     try:
         if kind == "int" and not isinstance(value, bool):
             if isinstance(value, float) and not value.is_integer():

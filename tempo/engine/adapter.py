@@ -10,7 +10,12 @@ class ModelAdapter:
     """A causal LM seen as: tokens + positions + 4D mask + cache -> logits + cache."""
 
     def __init__(self, model: Any):
+        from tempo.engine.attention import NAME
+
+        # SDPA on every layer, plus attention probabilities on demand for pruning (engine/attention.py).
+        model.set_attn_implementation(NAME)
         self.model = model
+        self.num_layers = model.config.get_text_config().num_hidden_layers
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
         self.forward_calls = 0

@@ -49,7 +49,8 @@ def prefill_mask(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def step_mask(
-    visible: torch.Tensor, real: torch.Tensor, intraset: torch.Tensor, dtype: torch.dtype
+    visible: torch.Tensor, real: torch.Tensor, intraset: torch.Tensor, dtype: torch.dtype,
+    key_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mask for one step's set of K new tokens over T cached ones: ``[B, 1, K, T + K]``.
 
@@ -57,13 +58,19 @@ def step_mask(
     ``real [B, K]``: which of the K new slots hold a candidate (False: filler).
     ``intraset [B]``: rows whose candidates see each other; otherwise a
     candidate sees the context and itself only (isolated).
+    ``key_bias [B, T]``: added to every new query's logit for each cached key
+    (soft pruning's ``log sigma``); forbidden keys stay forbidden.
     """
     batch, k = real.shape
     past = visible[:, None, :].expand(batch, k, visible.shape[-1])  # [B, K, T]
     eye = torch.eye(k, dtype=torch.bool, device=real.device)[None]  # [1, K, K]
     both_real = real[:, :, None] & real[:, None, :]  # [B, K, K]
     within = eye | (both_real & intraset[:, None, None])  # [B, K, K]
-    return additive(torch.cat([past, within], dim=-1), dtype)[:, None]
+    mask = additive(torch.cat([past, within], dim=-1), dtype)  # [B, K, T + K]
+    if key_bias is not None:
+        bias = torch.cat([key_bias, torch.zeros(batch, k, dtype=key_bias.dtype, device=key_bias.device)], dim=-1)
+        mask = torch.maximum(mask + bias[:, None, :].to(dtype), torch.tensor(torch.finfo(dtype).min, dtype=dtype))
+    return mask[:, None]
 
 
 def step_positions(prompt_lengths: torch.Tensor, steps: torch.Tensor, k: int) -> torch.Tensor:

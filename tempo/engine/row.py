@@ -9,7 +9,34 @@ import torch
 from tempo.engine.output import bracketed_text, clean_ids, token_text
 from tempo.engine.schedules import threshold_at
 from tempo.request import GenerationRequest
-from tempo.result import Candidate, GenerationResult, ModelInfo, Step, Timing
+from tempo.result import KEPT, Candidate, GenerationResult, ModelInfo, Step, Timing
+
+
+@dataclass
+class SetRecord:
+    """One step's set as it lives in the batch: candidates, their physical slots and fates."""
+
+    tokens: list[int]
+    probs: list[float]
+    selection_threshold: float
+    slots: list[int] = field(default_factory=list)
+    """Column of each candidate in the batch's cache (shifted when the cache is left-padded)."""
+    status: list[str] = field(default_factory=list)
+    pruned_at: list[int | None] = field(default_factory=list)
+    attention: list[float | None] = field(default_factory=list)
+    attention_threshold: float | None = None
+    unattended: bool = False
+
+    def __post_init__(self) -> None:
+        n = len(self.tokens)
+        self.status = self.status or [KEPT] * n
+        self.pruned_at = self.pruned_at or [None] * n
+        self.attention = self.attention or [None] * n
+
+    @property
+    def kept(self) -> list[int]:
+        """Indices of the candidates still kept."""
+        return [i for i, s in enumerate(self.status) if s == KEPT]
 
 
 @dataclass
@@ -20,14 +47,21 @@ class Row:
     """The caller's handle for this request (its index for ``Tempo.run``)."""
     request: GenerationRequest
     prompt_ids: list[int]
-    token_sets: list[list[int]] = field(default_factory=list)
-    prob_sets: list[list[float]] = field(default_factory=list)
-    thresholds: list[float] = field(default_factory=list)
+    sets: list[SetRecord] = field(default_factory=list)
     generator: torch.Generator | None = None
     stop_reason: str | None = None
     prefill_s: float = 0.0
     decode_start: float = 0.0
+    pruning_s: float = 0.0
     finished_at: float = 0.0
+
+    @property
+    def token_sets(self) -> list[list[int]]:
+        return [s.tokens for s in self.sets]
+
+    @property
+    def prob_sets(self) -> list[list[float]]:
+        return [s.probs for s in self.sets]
 
     @property
     def single(self) -> bool:
@@ -39,21 +73,34 @@ class Row:
         return threshold_at(r.selection_schedule, step, r.max_tokens, r.selection_threshold,
                             r.selection_final_threshold, r.bezier_p1, r.bezier_p2, r.relu_activation_point)
 
+    def attention_threshold(self, step: int) -> float:
+        """The pruning threshold of ``step``: constant, or Bezier / ReLU with ``dynamic_threshold``."""
+        r = self.request
+        kind = ("relu" if r.use_relu else "bezier") if r.dynamic_threshold else "constant"
+        return threshold_at(kind, step, r.max_tokens, r.attention_threshold, r.final_threshold,
+                            r.bezier_p1, r.bezier_p2, r.relu_activation_point)
 
 
 def build_result(row: Row, tokenizer: Any, model_info: dict[str, Any]) -> GenerationResult:
-    """Turn a finished row into the result of TEMPO_SPEC section 8."""
+    """Turn a row (finished or in progress) into the result of TEMPO_SPEC section 8."""
     context = list(row.prompt_ids)
     steps = []
-    for s, (ids, probs) in enumerate(zip(row.token_sets, row.prob_sets)):
-        candidates = [Candidate(token_id=t, text=token_text(tokenizer, context, t), probability=p)
-                      for t, p in zip(ids, probs)]
-        steps.append(Step(step=s, position=len(row.prompt_ids) + s, selection_threshold=row.thresholds[s],
+    for s, record in enumerate(row.sets):
+        candidates = [
+            Candidate(token_id=t, text=token_text(tokenizer, context, t), probability=p, status=status,
+                      pruned_at_step=pruned_at, attention=attention)
+            for t, p, status, pruned_at, attention in zip(record.tokens, record.probs, record.status,
+                                                          record.pruned_at, record.attention)
+        ]
+        steps.append(Step(step=s, position=len(row.prompt_ids) + s, selection_threshold=record.selection_threshold,
+                          attention_threshold=record.attention_threshold, unattended=record.unattended,
                           candidates=candidates))
-        context.append(ids[0])
-    decode_s = max(0.0, row.finished_at - row.decode_start)
+        kept = record.kept
+        if kept:
+            context.append(record.tokens[max(kept, key=lambda i: record.probs[i])])
+    decode_s = max(0.0, (row.finished_at or row.decode_start) - row.decode_start)
     total = row.prefill_s + decode_s
-    timing = Timing(prefill_s=row.prefill_s, decode_s=decode_s, total_s=total,
+    timing = Timing(prefill_s=row.prefill_s, decode_s=decode_s, pruning_s=row.pruning_s, total_s=total,
                     tokens_per_s=len(steps) / total if total > 0 else 0.0)
     return GenerationResult(
         prompt=row.request.prompt,

@@ -14,10 +14,12 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from tempo.engine import layout, sampling
+from tempo.engine import layout, pruning, sampling
 from tempo.engine.adapter import ModelAdapter
+from tempo.engine.attention import capture
 from tempo.engine.prompting import encode_prompt
-from tempo.engine.row import Row
+from tempo.engine.row import Row, SetRecord
+from tempo.errors import RequestError
 from tempo.request import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 
 StepCallback = Callable[[Row], None]
 
-STATE = ("visible", "prompt_len", "seen", "logits", "set_probs", "kept")
+STATE = ("visible", "key_bias", "prompt_len", "seen", "logits", "set_probs", "kept")
 """Per-row tensors (batch dimension first) that travel with the rows."""
 
 
@@ -62,10 +64,18 @@ class Batch:
         self.min_steps = torch.tensor([r.min_steps for r in req], device=dev)
         self.modes = [r.next_logits_mode for r in req]
         self.repetition = any(r.repetition_penalty != 1.0 for r in req)
+        self.soft = any(r.use_retroactive_pruning and r.soft_pruning for r in req)
+        n_layers = self.adapter.num_layers
+        self.plans = [pruning.layer_plan(n_layers, r.num_layers_to_use, r.multi_scale_attention)
+                      if r.use_retroactive_pruning else None for r in req]
 
     def add(self, requests: list[GenerationRequest], keys: list[Any] | None = None) -> list[Row]:
         """Prefill ``requests`` (one forward over their prompts) and merge them into the batch."""
         keys = list(range(len(requests))) if keys is None else keys
+        for request in requests:
+            if request.use_retroactive_pruning and request.num_layers_to_use > self.adapter.num_layers:
+                raise RequestError("num_layers_to_use", f"must be in [0, {self.adapter.num_layers}] for this model "
+                                   f"(0 = all {self.adapter.num_layers} layers), got {request.num_layers_to_use}")
         rows = [Row(key, r, encode_prompt(self.tokenizer, r)) for key, r in zip(keys, requests)]
         for row in rows:
             if row.request.mode == "default" and row.request.temperature > 0:
@@ -81,6 +91,7 @@ class Batch:
             seen[b, torch.tensor(row.prompt_ids, device=dev).clamp(max=vocab - 1)] = True
         state = {
             "visible": visible,  # [B, T] may later queries attend this slot?
+            "key_bias": torch.zeros(visible.shape, device=dev),  # [B, T] soft pruning's log(sigma) per slot
             "prompt_len": visible.sum(-1),  # [B]
             "seen": seen,  # [B, V] tokens the repetition penalty applies to
             "logits": logits,  # [B, K, V] rows of the newest set (K = 1 after prefill)
@@ -105,7 +116,12 @@ class Batch:
         t_old, t_new = self.visible.shape[1], state["visible"].shape[1]
         width = max(t_old, t_new)
         self.cache = self.adapter.concat_rows(self.cache, width - t_old, cache, width - t_new)
-        self.visible = torch.cat([_left_pad(self.visible, width), _left_pad(state["visible"], width)])
+        for name in ("visible", "key_bias"):
+            setattr(self, name, torch.cat([_left_pad(getattr(self, name), width), _left_pad(state[name], width)]))
+        for shift, group in ((width - t_old, self.rows), (width - t_new, rows)):
+            for row in group:
+                for record in row.sets:
+                    record.slots = [slot + shift for slot in record.slots]
         k = max(self.logits.shape[1], state["logits"].shape[1])
         for name in ("logits", "set_probs", "kept"):
             setattr(self, name, torch.cat([_pad_sets(getattr(self, name), k), _pad_sets(state[name], k)]))
@@ -121,7 +137,7 @@ class Batch:
                 return True
         return False
 
-    def next_sets(self) -> tuple[list[list[int]], list[list[float]]]:
+    def next_sets(self, thresholds: list[float]) -> tuple[list[list[int]], list[list[float]]]:
         """The next step's set of every row (token ids and probabilities, highest first)."""
         steps = torch.tensor([len(row.token_sets) for row in self.rows], device=self.adapter.device)
         logits = sampling.suppress_tokens(self.logits, steps < self.min_steps, self.eos_ids)
@@ -131,14 +147,12 @@ class Batch:
         weights = sampling.mode_weights(self.set_probs, self.kept, self.modes)
         p = sampling.combine(rows, weights)  # [B, V]
         sorted_p, sorted_ids = sampling.top_k_top_p(p, self.top_k, self.top_p, self.max_parallel)
-        thresholds = [row.selection_threshold(len(row.token_sets)) for row in self.rows]
         threshold = torch.tensor(thresholds, device=p.device)
         sizes = sampling.set_sizes(sorted_p, threshold, self.max_parallel, self.single)
         width = int(sizes.max())
         ids, probs, sizes = sorted_ids[:, :width].tolist(), sorted_p[:, :width].tolist(), sizes.tolist()
         sets_ids, sets_probs = [], []
         for b, row in enumerate(self.rows):
-            row.thresholds.append(thresholds[b])
             if row.generator is not None:  # default mode, sampled: one draw from the filtered p
                 pick = int(torch.multinomial(sorted_p[b].cpu(), 1, generator=row.generator))
                 sets_ids.append([int(sorted_ids[b, pick])])
@@ -169,18 +183,17 @@ class Batch:
         self._leave()  # rows cancelled since the last step
         if not self.rows:
             return
-        sets_ids, sets_probs = self.next_sets()
+        thresholds = [row.selection_threshold(len(row.sets)) for row in self.rows]
+        sets_ids, sets_probs = self.next_sets(thresholds)
         now = time.perf_counter()
         for b, row in enumerate(self.rows):
             ids, probs = sets_ids[b], sets_probs[b]
             if ids[0] in self.eos_ids:
                 row.stop_reason, row.finished_at = "eos", now
-                row.thresholds.pop()
                 continue
             keep = [i for i, t in enumerate(ids) if t not in self.eos_ids]
-            row.token_sets.append([ids[i] for i in keep])
-            row.prob_sets.append([probs[i] for i in keep])
-            if len(row.token_sets) >= row.request.max_tokens:
+            row.sets.append(SetRecord([ids[i] for i in keep], [probs[i] for i in keep], thresholds[b]))
+            if len(row.sets) >= row.request.max_tokens:
                 row.stop_reason, row.finished_at = "max_tokens", now
             if self.on_step is not None:
                 self.on_step(row)
@@ -189,28 +202,66 @@ class Batch:
             self._forward()
 
     def _forward(self) -> None:
-        """Append every row's newest set at position ``P + s`` and run the model over it."""
+        """Append every row's newest set at position ``P + s``, run the model over it, then prune."""
         dev = self.adapter.device
-        k = max(len(row.token_sets[-1]) for row in self.rows)
+        k = max(len(row.sets[-1].tokens) for row in self.rows)
+        width = self.visible.shape[1]
         input_ids = torch.full((len(self.rows), k), self.pad_id, dtype=torch.long)
         probs = torch.zeros(len(self.rows), k)
         real = torch.zeros(len(self.rows), k, dtype=torch.bool)
         for b, row in enumerate(self.rows):
-            n = len(row.token_sets[-1])
-            input_ids[b, :n] = torch.tensor(row.token_sets[-1])
-            probs[b, :n] = torch.tensor(row.prob_sets[-1])
+            record = row.sets[-1]
+            n = len(record.tokens)
+            record.slots = list(range(width, width + n))
+            input_ids[b, :n] = torch.tensor(record.tokens)
+            probs[b, :n] = torch.tensor(record.probs)
             real[b, :n] = True
         input_ids, probs, real = input_ids.to(dev), probs.to(dev), real.to(dev)
-        steps = torch.tensor([len(row.token_sets) - 1 for row in self.rows], device=dev)
+        steps = torch.tensor([len(row.sets) - 1 for row in self.rows], device=dev)
         positions = layout.step_positions(self.prompt_len, steps, k)  # [B, K]
-        mask = layout.step_mask(self.visible, real, self.intraset, self.adapter.dtype)  # [B, 1, K, T+K]
-        self.logits, self.cache = self.adapter.forward(input_ids, positions, mask, self.cache)  # [B, K, V]
+        mask = layout.step_mask(self.visible, real, self.intraset, self.adapter.dtype,
+                                self.key_bias if self.soft else None)  # [B, 1, K, T+K]
+        layers = {layer for plan in self.plans if plan is not None for layer in plan[0]}
+        with capture(layers) as self.attention:  # empty set: every layer stays on SDPA
+            self.logits, self.cache = self.adapter.forward(input_ids, positions, mask, self.cache)  # [B, K, V]
         self.visible = torch.cat([self.visible, real], dim=-1)
+        self.key_bias = torch.cat([self.key_bias, torch.zeros(real.shape, device=dev)], dim=-1)
         self.set_probs, self.kept = probs, real
         if self.repetition:
             # scatter_add, not scatter: filler slots repeat the pad id and must not unset it.
             added = torch.zeros_like(self.seen, dtype=torch.long).scatter_add_(1, input_ids, real.long())
             self.seen |= added > 0
+        if layers:
+            self._prune(self.attention, probs)
+
+    def _prune(self, attention: dict[int, torch.Tensor], query_weights: torch.Tensor) -> None:
+        """Retroactive pruning of every pruning row from this step's attention (TEMPO_SPEC section 6)."""
+        start = time.perf_counter()
+        pruning_rows = [b for b, plan in enumerate(self.plans) if plan is not None]
+        for b in pruning_rows:
+            row, (layers, layer_weights) = self.rows[b], self.plans[b]
+            per_layer = torch.stack([attention[layer][b] for layer in layers])  # [L, K, T]
+            signal = pruning.attention_signal(per_layer, layer_weights, query_weights[b]).cpu()  # [T]
+            step = len(row.sets) - 1
+            threshold = row.attention_threshold(step)
+            row.sets[-1].attention_threshold = threshold
+            change = pruning.prune_sets(row.sets, signal, step, threshold, row.request)
+            if change.hidden:
+                self.visible[b, change.hidden] = False
+                if row.request.repetition_penalty != 1.0:
+                    self._recount_seen(b, row)
+            for slot, bias in change.biases.items():
+                self.key_bias[b, slot] = bias
+        elapsed = time.perf_counter() - start
+        for b in pruning_rows:
+            self.rows[b].pruning_s += elapsed
+
+    def _recount_seen(self, b: int, row: Row) -> None:
+        """The repetition penalty covers the prompt and the generated tokens still kept."""
+        ids = row.prompt_ids + [t for record in row.sets for t, status in zip(record.tokens, record.status)
+                                if status == "kept"]
+        self.seen[b] = False
+        self.seen[b, torch.tensor(ids, device=self.seen.device).clamp(max=self.seen.shape[1] - 1)] = True
 
     def run(self, requests: list[GenerationRequest]) -> list[Row]:
         """Generate ``requests`` as one batch to the end; rows in request order."""

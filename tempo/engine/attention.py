@@ -1,0 +1,54 @@
+"""Attention that can hand its probabilities back, for the layers pruning reads, and SDPA elsewhere.
+
+Registered with transformers' ``AttentionInterface`` under the name ``tempo``
+(the library's extension point; nothing is patched). While no capture is
+active, every layer runs the library's own SDPA function, so generation without
+pruning pays nothing for attention weights. Inside ``capture(layers)``, the
+listed layers compute attention explicitly (softmax(QK^T * scale + mask) V)
+and record the probabilities averaged over heads, ``[B, Q, T]``.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+NAME = "tempo"
+_state = threading.local()
+
+
+def tempo_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    layers = getattr(_state, "layers", None)
+    layer = getattr(module, "layer_idx", None)
+    if not layers or layer not in layers:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    groups = query.shape[1] // key.shape[1]  # grouped-query attention: repeat keys and values
+    key = key.repeat_interleave(groups, dim=1)
+    value = value.repeat_interleave(groups, dim=1)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scale  # [B, H, Q, T]
+    if attention_mask is not None:
+        scores = scores + attention_mask[..., : key.shape[-2]]
+    probs = torch.softmax(scores.float(), dim=-1)
+    _state.weights[layer] = probs.mean(dim=1)  # [B, Q, T]
+    output = torch.matmul(probs.to(value.dtype), value).transpose(1, 2).contiguous()
+    return output, None
+
+
+AttentionInterface.register(NAME, tempo_attention)
+
+
+@contextmanager
+def capture(layers: set[int]) -> Iterator[dict[int, torch.Tensor]]:
+    """Record the head-averaged attention probabilities of ``layers`` during the forwards inside."""
+    weights: dict[int, torch.Tensor] = {}
+    _state.layers, _state.weights = set(layers), weights
+    try:
+        yield weights
+    finally:
+        _state.layers, _state.weights = None, None

@@ -1,4 +1,8 @@
-"""TEMPO's web app (a Hugging Face Space entry point): load settings, build the app, launch."""
+"""TEMPO's web app (a Hugging Face Space entry point): load settings, build the app, serve it.
+
+The model comes from ``model.model_id`` (or ``TEMPO_MODEL__MODEL_ID``); host and
+port from the ``api`` section (or ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``).
+"""
 import sys
 
 from tempo.config import configure_logging, load_settings
@@ -9,13 +13,16 @@ def main() -> None:
     try:
         settings = load_settings()
         configure_logging(settings)
+        from tempo.api import ApiConfig, bind_address, create_app
         from tempo.generation import Tempo
-        from tempo.ui import create_demo
 
         engine = Tempo.from_settings(settings)
     except TempoError as exc:
         sys.exit(f"error: {exc}")
-    create_demo(engine).launch()
+    import uvicorn
+
+    host, port = bind_address(ApiConfig.from_settings(settings))
+    uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(sub)
     add_train_parser(sub)
+    from tempo.deploy import add_deploy_parser; add_deploy_parser(sub)  # noqa: E702 -- the app's deploy (issue 6)
     return parser
 
 

@@ -91,13 +91,18 @@ def main() -> None:
     parallel = engine.request(args.prompt, selection_threshold=0.1, **common)
     prompts = [args.prompt] + [f"{args.prompt} # variant {i}" for i in range(1, args.batch)]
     batch = [engine.request(p, selection_threshold=0.1, **common) for p in prompts]
+    pruned = engine.request(args.prompt, selection_threshold=0.1, use_retroactive_pruning=True, **common)
 
-    for fn in (hf, lambda: engine.run([greedy]), lambda: engine.run([parallel]), lambda: engine.run(batch)):
+    for fn in (hf, lambda: engine.run([greedy]), lambda: engine.run([parallel]), lambda: engine.run(batch),
+               lambda: engine.run([pruned])):
         fn()  # warm-up
     t_hf = timed(hf, args.repeats)
     t_greedy = timed(lambda: engine.run([greedy]), args.repeats)
     t_parallel = timed(lambda: engine.run([parallel]), args.repeats)
     t_batch = timed(lambda: engine.run(batch), args.repeats)
+    t_pruned = timed(lambda: engine.run([pruned]), args.repeats)
+    pruned_result = engine.run([pruned])[0]
+    n_pruned = sum(c.status != "kept" for s in pruned_result.steps for c in s.candidates)
     result = engine.run([parallel])[0]
     physical = sum(len(s.candidates) for s in result.steps)
     batch_steps = sum(len(r.steps) for r in engine.run(batch))
@@ -110,6 +115,8 @@ def main() -> None:
     log.info("TEMPO threshold 0.6 (greedy-eq) %8.1f tokens/s  ratio to HF %.2fx", n / t_greedy, t_hf / t_greedy)
     log.info("TEMPO threshold 0.1             %8.1f steps/s   %8.1f physical tokens/s (%.2f per step)",
              n / t_parallel, physical / t_parallel, physical / n)
+    log.info("TEMPO 0.1 + retroactive pruning %8.1f steps/s   time ratio to no pruning %.2fx (%d tokens pruned)",
+             n / t_pruned, t_pruned / t_parallel, n_pruned)
     log.info("TEMPO batch of %d at 0.1        %8.1f steps/s   ratio to one request %.2fx",
              len(batch), batch_steps / t_batch, (batch_steps / t_batch) / (n / t_parallel))
 

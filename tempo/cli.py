@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tempo.config import MODES, NEXT_LOGITS_MODES, SCHEDULES, configure_logging, load_settings
+from tempo.config import COMPLETE_PRUNING_MODES, NEXT_LOGITS_MODES, SCHEDULES, configure_logging, load_settings
 from tempo.errors import TempoError
 from tempo.train.cli import add_train_parser
 
@@ -48,16 +48,35 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--default-mode", action="store_const", const="default", dest="mode",
                    help="ordinary generation, one token a step (greedy, or sampled with --seed)")
     p.add_argument("--seed", type=int)
+    add_pruning_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result JSON, one object a line per prompt")
     p.set_defaults(handler=run_generate)
 
 
-REQUEST_FLAGS = (
-    "mode", "max_tokens", "selection_threshold", "selection_schedule", "selection_final_threshold", "bezier_p1",
-    "bezier_p2", "relu_activation_point", "temperature", "top_k", "top_p", "repetition_penalty",
-    "max_parallel_tokens", "min_steps", "next_logits_mode", "allow_intraset_token_visibility", "enable_thinking",
-    "system_content", "seed",
-)
+def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("retroactive pruning", "unset options come from the pruning settings section")
+    g.add_argument("--use-retroactive-pruning", action="store_true", default=None,
+                   help="prune alternatives that later tokens do not attend")
+    g.add_argument("--attention-threshold", type=float, help="attention a token needs to stay, in [0, 1]")
+    g.add_argument("--relative-threshold", type=float, help="fraction of its set's most attended token, in [0, 1]")
+    g.add_argument("--no-relative-attention", action="store_const", const=False, dest="relative_attention",
+                   help="skip the relative test")
+    g.add_argument("--no-multi-scale-attention", action="store_const", const=False, dest="multi_scale_attention",
+                   help="plain mean of the last 3 layers instead of linspace(0.2, 1) weights")
+    g.add_argument("--num-layers-to-use", type=int, help="last layers read (0 = all)")
+    g.add_argument("--no-sigmoid-threshold", action="store_const", const=False, dest="sigmoid_threshold",
+                   help="hard test a >= threshold instead of the sigmoid")
+    g.add_argument("--sigmoid-steepness", type=float)
+    g.add_argument("--complete-pruning-mode", choices=COMPLETE_PRUNING_MODES,
+                   help="what happens when a whole set fails")
+    g.add_argument("--no-preserve-isolated-tokens", action="store_const", const=False,
+                   dest="preserve_isolated_tokens", help="judge single-token steps too")
+    g.add_argument("--soft-pruning", action="store_true", default=None,
+                   help="fade weakly attended tokens with a log(sigmoid) bias instead of cutting them")
+    g.add_argument("--dynamic-threshold", action="store_true", default=None,
+                   help="move the attention threshold to --final-threshold over the steps (Bezier)")
+    g.add_argument("--use-relu", action="store_true", default=None, help="ReLU instead of Bezier for the schedule")
+    g.add_argument("--final-threshold", type=float, help="the dynamic attention threshold's final value")
 
 
 def read_prompts(args: argparse.Namespace) -> list[str]:
@@ -76,9 +95,9 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 def run_generate(args: argparse.Namespace, settings) -> int:
     from tempo.generation import Tempo
     from tempo.render import terminal_text
-    from tempo.request import build_request
+    from tempo.request import GenerationRequest, build_request
 
-    overrides = {name: getattr(args, name) for name in REQUEST_FLAGS}
+    overrides = {name: getattr(args, name, None) for name in GenerationRequest.field_names() if name != "prompt"}
     # Validate every request before loading the model: bad input fails fast.
     requests = [build_request(prompt, settings, **overrides) for prompt in read_prompts(args)]
     engine = Tempo.from_settings(settings, model_id=args.model)

@@ -233,3 +233,42 @@ def test_pruning_off_reads_no_attention(engine):
     batch.step()
     batch.step()
     assert batch.attention == {}
+
+
+def test_cli_pruning_flags_reach_the_request(tiny_model_dir):
+    import json
+
+    from test_bad_input import cli
+
+    done = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--json", "--max-tokens", "6",
+               "--selection-threshold", "0.05", "--use-retroactive-pruning", "--attention-threshold", "0.2",
+               "--relative-threshold", "0.3", "--no-relative-attention", "--no-multi-scale-attention",
+               "--num-layers-to-use", "2", "--no-sigmoid-threshold", "--sigmoid-steepness", "5",
+               "--complete-pruning-mode", "remove_position", "--no-preserve-isolated-tokens", "--dynamic-threshold",
+               "--use-relu", "--final-threshold", "0.9", "--bezier-p1", "0.1", "--relu-activation-point", "0.4")
+    assert done.returncode == 0, done.stderr
+    settings = json.loads(done.stdout)["settings"]
+    assert settings | {
+        "use_retroactive_pruning": True, "attention_threshold": 0.2, "relative_threshold": 0.3,
+        "relative_attention": False, "multi_scale_attention": False, "num_layers_to_use": 2,
+        "sigmoid_threshold": False, "sigmoid_steepness": 5.0, "complete_pruning_mode": "remove_position",
+        "preserve_isolated_tokens": False, "dynamic_threshold": True, "use_relu": True, "final_threshold": 0.9,
+        "bezier_p1": 0.1, "relu_activation_point": 0.4, "soft_pruning": False,
+    } == settings
+    done = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--use-retroactive-pruning",
+               "--relative-threshold", "1.5")
+    assert done.returncode == 2 and done.stderr.strip() == "error: relative_threshold: must be in [0.0, 1.0], got 1.5"
+
+
+def test_pruning_settings_from_environment(monkeypatch):
+    from tempo.config import load_settings
+    from tempo.errors import SettingsError
+    from tempo.request import build_request
+
+    monkeypatch.setenv("TEMPO_PRUNING__ATTENTION_THRESHOLD", "0.07")
+    monkeypatch.setenv("TEMPO_PRUNING__USE_RETROACTIVE_PRUNING", "true")
+    request = build_request("x", load_settings())
+    assert request.attention_threshold == 0.07 and request.use_retroactive_pruning is True
+    monkeypatch.setenv("TEMPO_PRUNING__COMPLETE_PRUNING_MODE", "drop")
+    with pytest.raises(SettingsError, match="pruning.complete_pruning_mode must be one of keep_token"):
+        load_settings()

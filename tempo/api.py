@@ -104,11 +104,13 @@ def create_app(engine: Tempo, settings: Any = None, scheduler: Scheduler | None 
     settings = settings if settings is not None else engine.settings
     config = config or ApiConfig.from_settings(settings)
     section = app_section(settings)
+    owns_scheduler = scheduler is None
     scheduler = scheduler or Scheduler(engine, max_batch_size=int(section.get("max_batch_size", 16)))
     docs = config.enable_docs
     app = FastAPI(title="TEMPO", description="See where a language model hesitates.",
                   docs_url="/docs" if docs else None, redoc_url=None, openapi_url="/openapi.json" if docs else None)
     app.state.scheduler = scheduler
+    app.state.owns_scheduler = owns_scheduler
     app.state.config = config
     app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["*"],
                        allow_headers=["*"])
@@ -209,7 +211,8 @@ class Server:
     def close(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
-        self.app.state.scheduler.close()
+        if self.app.state.owns_scheduler:
+            self.app.state.scheduler.close()
 
 
 def bind_address(config: ApiConfig) -> tuple[str, int]:

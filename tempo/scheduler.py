@@ -26,6 +26,7 @@ from typing import Any, Iterator
 from tempo.engine.output import token_text
 from tempo.engine.row import Row, build_result
 from tempo.engine.tempo import Batch
+from tempo.errors import RequestError
 from tempo.generation import Tempo
 from tempo.request import GenerationRequest
 from tempo.result import Candidate, GenerationResult, Step
@@ -265,16 +266,22 @@ class Scheduler:
             job._finish()
 
     def _join(self, jobs: list[Job]) -> None:
+        """Prefill ``jobs`` together; when that fails, one by one, so a bad request fails only itself."""
         if not jobs:
             return
-        if not self._batch.rows:
-            self.counters.batches_run += 1
+        was_empty = not self._batch.rows
         try:
             rows = self._batch.add([j.request for j in jobs], keys=[j.key for j in jobs])
-        except Exception as exc:  # a failed prefill (too long a prompt, out of memory) fails these jobs, not the worker
-            log.exception("prefill failed")
+        except Exception as exc:  # a bad request (RequestError), too long a prompt, out of memory: the jobs' error
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._join([job])
+                return
+            if not isinstance(exc, RequestError):
+                log.exception("prefill failed")
             self._fail(jobs, exc)
             return
+        self.counters.batches_run += was_empty
         for job, row in zip(jobs, rows):
             job._context = list(row.prompt_ids)
             job._push(Update("running"))

@@ -1,0 +1,178 @@
+"""The app against a real server on loopback: gradio_client endpoints, batching, cancel, REST."""
+import concurrent.futures
+import time
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from tempo.api import ApiConfig, Server, create_app
+from tempo.config import load_settings
+from tempo.generation import Tempo
+from tempo.model import load_model
+from tempo.result import GenerationResult
+
+SET = {"selection_threshold": 0.05, "max_tokens": 10, "min_steps": 10}
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir):
+    """One engine, scheduler and server for the module (a fresh scheduler: its counters are ours)."""
+    settings = load_settings()
+    engine = Tempo(load_model(str(tiny_model_dir["llama"])), settings)
+    server = Server(create_app(engine, settings), host="127.0.0.1").start()
+    yield engine, server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    client = Client(served[1].url, verbose=False)
+    yield client
+    client.close()
+
+
+def alone(engine, prompt, **fields):
+    return engine.run([engine.request(prompt, **fields)])[0]
+
+
+def assert_same(data, reference):
+    result = GenerationResult.from_dict(data)
+    assert result.text == reference.text
+    assert [[c.token_id for c in s.candidates] for s in result.steps] == \
+        [[c.token_id for c in s.candidates] for s in reference.steps]
+
+
+def test_generate_streams_growing_results_and_ends_with_a_parallel_set(served, client):
+    engine, _ = served
+    job = client.submit("the cat sat on the", SET, api_name="/generate")
+    final = job.result(timeout=60)
+    streamed = job.outputs()
+    assert final["stop_reason"] == "max_tokens" and "[" in final["text"] and "/" in final["text"]
+    assert_same(final, alone(engine, "the cat sat on the", **SET))
+    partial = [len(o["steps"]) for o in streamed[:-1]]
+    assert len(partial) >= 2 and partial == sorted(partial) and partial[-1] <= len(final["steps"])
+    assert all(o["stop_reason"] == "running" for o in streamed[:-1])
+
+
+def test_generate_batch_answers_each_input(served, client):
+    engine, _ = served
+    prompts = ["the cat sat on the", "a big red dog", "bird"]
+    jobs = [client.submit(p, SET, api_name="/generate_batch") for p in prompts]
+    bad = client.submit("the cat", {"top_p": 3.0}, api_name="/generate_batch")
+    for prompt, job in zip(prompts, jobs):
+        result = job.result(timeout=60)
+        assert result["prompt"] == prompt
+        assert_same(result, alone(engine, prompt, **SET))
+    assert bad.result(timeout=60) == {"error": "top_p: must be in [0.0, 1.0], got 3.0", "field": "top_p"}
+
+
+@pytest.mark.parametrize("prompt, fields, field", [
+    ("", {}, "prompt"),
+    ("the cat", {"selection_threshold": 2.0}, "selection_threshold"),
+    ("the cat", {"max_tokens": 5000}, "max_tokens"),
+    ("the cat", {"no_such_setting": 1}, "no_such_setting"),
+])
+def test_bad_input_names_the_field_and_the_next_request_succeeds(client, prompt, fields, field):
+    with pytest.raises(Exception) as caught:
+        client.predict(prompt, fields, api_name="/generate")
+    assert str(caught.value).startswith(f"{field}:"), str(caught.value)
+    assert client.predict("the cat", {"max_tokens": 3}, api_name="/generate")["stop_reason"] in ("max_tokens", "eos")
+
+
+def test_eight_concurrent_users_are_batched(served, client):
+    engine, server = served
+    counters = server.app.state.scheduler.counters
+    steps, rows = counters.steps_run, counters.rows_stepped
+    prompts = ["the cat sat on the", "a big red dog", "bird", "the sun", "a quick fox", "the moon was",
+               "the blue tree", "a small house"]
+    fields = {**SET, "max_tokens": 24, "min_steps": 24}
+    jobs = [client.submit(p, fields, api_name="/generate") for p in prompts]
+    results = [job.result(timeout=120) for job in jobs]
+    for prompt, result in zip(prompts, results):
+        assert_same(result, alone(engine, prompt, **fields))
+    mean = (counters.rows_stepped - rows) / (counters.steps_run - steps)
+    assert mean > 1, f"mean batch size {mean}"
+    health = httpx.get(server.url + "health").json()
+    assert health["mean_batch_size"] > 1 and health["batches_run"] >= 1
+
+
+def test_cancelling_one_of_two_jobs_leaves_the_other_identical(served, client):
+    engine, server = served
+    scheduler = server.app.state.scheduler
+    cancelled_before = scheduler.counters.requests_cancelled
+    fields = {**SET, "max_tokens": 80, "min_steps": 80}
+    other_user = Client(server.url, verbose=False)  # Gradio's cancel stops every job of a session's endpoint
+    keep = client.submit("the cat sat on the", fields, api_name="/generate")
+    drop = other_user.submit("a big red dog", fields, api_name="/generate")
+    deadline = time.monotonic() + 30
+    while len(drop.outputs()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    drop.cancel()
+    result = keep.result(timeout=120)
+    assert_same(result, alone(engine, "the cat sat on the", **fields))
+    deadline = time.monotonic() + 10
+    while scheduler.counters.requests_cancelled == cancelled_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert scheduler.counters.requests_cancelled == cancelled_before + 1
+
+
+def test_compare_and_model_info(served, client):
+    engine, _ = served
+    both = client.predict("the cat sat on the", SET, api_name="/compare")
+    assert set(both) >= {"tempo", "default"}
+    assert all(len(s["candidates"]) == 1 for s in both["default"]["steps"])
+    assert_same(both["tempo"], alone(engine, "the cat sat on the", **SET))
+    info = client.predict(api_name="/model_info")
+    assert info["device"] == "cpu" and info["dtype"] == "float32" and info["parameters"] > 0
+    assert "queue" in info
+
+
+def test_rest_health_generate_and_422(served):
+    engine, server = served
+    health = httpx.get(server.url + "health").json()
+    assert health["model_loaded"] is True and health["device"] == "cpu"
+    assert {"queue_depth", "batches_run", "mean_batch_size"} <= set(health)
+    answer = httpx.post(server.url + "generate", json={"prompt": "the cat sat on the", **SET}, timeout=60)
+    assert answer.status_code == 200
+    assert_same(answer.json(), alone(engine, "the cat sat on the", **SET))
+    for body, field in (({"prompt": "the cat", "selection_threshold": 2.0}, "selection_threshold"),
+                        ({"prompt": "the cat", "top_k": "many"}, "top_k"),
+                        ({"prompt": "the cat", "bogus": 1}, "bogus"),
+                        ({"max_tokens": 3}, "prompt")):
+        bad = httpx.post(server.url + "generate", json=body)
+        assert bad.status_code == 422 and bad.json()["field"] == field, bad.text
+    broken = httpx.post(server.url + "generate", content=b"{not json", headers={"content-type": "application/json"})
+    assert broken.status_code == 422
+    assert httpx.get(server.url + "docs").status_code == 200
+    assert httpx.get(server.url + "openapi.json").json()["paths"].keys() >= {"/health", "/generate"}
+
+
+def test_rest_rate_limit_answers_429_and_docs_can_be_off(served):
+    engine, server = served
+    config = ApiConfig(rate_limit=3, enable_docs=False, max_concurrent_requests=1)
+    limited = Server(create_app(engine, engine.settings, scheduler=server.app.state.scheduler, config=config)).start()
+    try:
+        codes = [httpx.get(limited.url + "health").status_code for _ in range(5)]
+        assert codes == [200, 200, 200, 429, 429]
+        answer = httpx.get(limited.url + "health")
+        assert "rate_limit" in answer.json()["detail"] and int(answer.headers["retry-after"]) >= 1
+        assert httpx.get(limited.url + "docs").status_code == 404
+    finally:
+        limited.close()
+
+
+def test_rest_max_concurrent_requests_answers_503(served):
+    engine, server = served
+    config = ApiConfig(rate_limit=0, max_concurrent_requests=1)
+    limited = Server(create_app(engine, engine.settings, scheduler=server.app.state.scheduler, config=config)).start()
+    try:
+        body = {"prompt": "the cat", **SET, "max_tokens": 150, "min_steps": 150}
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(httpx.post, limited.url + "generate", json=body, timeout=60)
+            time.sleep(0.3)
+            second = httpx.post(limited.url + "generate", json=body, timeout=60)
+            assert first.result().status_code == 200
+        assert second.status_code == 503 and "max_concurrent_requests" in second.json()["detail"]
+    finally:
+        limited.close()

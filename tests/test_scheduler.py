@@ -1,0 +1,101 @@
+"""The batch queue: concurrent requests share the batch, each streams its own steps, cancels leave alone."""
+import threading
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from tempo.scheduler import Scheduler
+
+
+def same(result, reference):
+    """Same candidates at every step, probabilities within float noise of batching."""
+    assert [[c.token_id for c in s.candidates] for s in result.steps] == \
+        [[c.token_id for c in s.candidates] for s in reference.steps]
+    assert_close(torch.tensor([c.probability for s in result.steps for c in s.candidates]),
+                 torch.tensor([c.probability for s in reference.steps for c in s.candidates]), atol=1e-4, rtol=0)
+    assert result.text == reference.text
+
+
+@pytest.fixture
+def scheduler(engines):
+    s = Scheduler(engines["llama"], max_batch_size=16)
+    yield s
+    s.close()
+
+
+def test_requests_from_many_threads_share_the_batch_and_match_running_alone(engines, scheduler):
+    engine = engines["llama"]
+    prompts = ["the cat sat on the", "a big red dog ran to the house and", "bird", "the sun was in the sky"]
+    requests = [engine.request(p, selection_threshold=0.05, max_tokens=12, min_steps=12) for p in prompts]
+    results = [None] * len(requests)
+    go = threading.Barrier(len(requests))
+
+    def user(i):
+        go.wait()
+        results[i] = scheduler.submit(requests[i]).wait(60)
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for result, request in zip(results, requests):
+        same(result, engine.run([request])[0])
+    stats = scheduler.stats()
+    assert stats["requests_done"] == 4 and stats["mean_batch_size"] > 1 and stats["queue_depth"] == 0
+    assert any(len(s.kept) > 1 for r in results for s in r.steps)
+
+
+def test_stream_yields_each_step_once_then_the_result(engines, scheduler):
+    request = engines["llama"].request("the cat sat on the", selection_threshold=0.05, max_tokens=6, min_steps=6)
+    job = scheduler.submit(request)
+    updates = list(job.stream())
+    assert updates[0].state == "queued" and updates[-1].state == "done"
+    steps = [u.steps[0].step for u in updates if u.state == "step"]
+    assert steps == list(range(6))
+    assert [s.candidates for s in job.steps] == [s.candidates for s in job.result.steps]
+
+
+def test_a_cancelled_running_job_leaves_and_the_other_is_unchanged(engines, scheduler):
+    engine = engines["llama"]
+    keep = engine.request("the cat sat on the", selection_threshold=0.05, max_tokens=20, min_steps=20)
+    drop = engine.request("a big red dog", selection_threshold=0.05, max_tokens=20, min_steps=20)
+    kept_job, dropped_job = scheduler.submit_many([keep, drop])
+    for update in dropped_job.stream():
+        if len(dropped_job.steps) >= 3:
+            dropped_job.cancel()
+            break
+    assert dropped_job.wait(30).stop_reason == "cancelled"
+    assert len(dropped_job.result.steps) < 20
+    same(kept_job.wait(60), engine.run([keep])[0])
+    assert scheduler.stats()["requests_cancelled"] == 1
+
+
+def test_queue_position_when_the_batch_is_full(engines):
+    engine = engines["llama"]
+    scheduler = Scheduler(engine, max_batch_size=1)
+    try:
+        requests = [engine.request(p, selection_threshold=0.05, max_tokens=8, min_steps=8)
+                    for p in ("the cat", "a dog", "the bird")]
+        first, second, third = scheduler.submit_many(requests)
+        assert [third.queue_position, second.queue_position] in ([2, 1], [1, 0])
+        third.cancel()  # still queued: it ends at once and never runs
+        assert third.done and third.result is None and third.cancelled
+        assert second.wait(60).stop_reason == "max_tokens" and first.result.stop_reason == "max_tokens"
+        assert scheduler.stats()["max_batch_size_seen"] == 1
+    finally:
+        scheduler.close()
+
+
+def test_an_engine_error_fails_only_its_job(engines, scheduler):
+    engine = engines["llama"]
+    if "num_layers_to_use" not in engine.request("x").to_dict():
+        pytest.skip("pruning fields not in GenerationRequest yet")
+    bad = engine.request("the cat", use_retroactive_pruning=True, num_layers_to_use=99, max_tokens=4)
+    good = engine.request("the cat", selection_threshold=0.05, max_tokens=4)
+    bad_job, good_job = scheduler.submit(bad), scheduler.submit(good)
+    with pytest.raises(Exception, match="num_layers_to_use"):
+        bad_job.wait(30)
+    assert good_job.wait(30).stop_reason in ("max_tokens", "eos")
+    assert scheduler.submit(good).wait(30).text == good_job.result.text  # the worker is still alive

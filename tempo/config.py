@@ -23,7 +23,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 NEXT_LOGITS_MODES = ("mixture", "top", "last")
 SCHEDULES = ("constant", "bezier", "relu")
-MODES = ("tempo", "default")
+MODES = ("tempo", "default", "mcts")
 COMPLETE_PRUNING_MODES = ("keep_token", "keep_unattended", "remove_position")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -70,6 +70,12 @@ VALIDATORS = [
     _range("pruning.sigmoid_steepness", 0.001, 1000.0),
     _choice("pruning.complete_pruning_mode", COMPLETE_PRUNING_MODES),
     _range("pruning.final_threshold", 0.0, 1.0),
+    _range("mcts.simulations", 1),
+    _range("mcts.c_puct", 0.0, 100.0),
+    _range("mcts.depth", 0),
+    _range("mcts.expand", 1, 256),
+    _range("mcts.max_depth", 0),
+    _range("mcts.max_simulations", 1),
     _choice("logging.log_level", LOG_LEVELS),
     _range("logging.max_log_size_mb", 1),
     _range("logging.backup_count", 0),

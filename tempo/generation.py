@@ -14,7 +14,8 @@ from typing import Any, Iterable
 
 from tempo.config import default_settings
 from tempo.engine.adapter import ModelAdapter
-from tempo.engine.row import build_result
+from tempo.engine.mcts import MctsSearch
+from tempo.engine.row import Row, build_result
 from tempo.engine.tempo import Batch, StepCallback
 from tempo.model import LoadedModel, load_from_settings
 from tempo.request import GenerationRequest, build_request
@@ -67,10 +68,32 @@ class Tempo:
         """Generate every request in one batch; results in the order of ``requests``."""
         if not requests:
             return []
+        batched = [i for i, r in enumerate(requests) if r.mode != "mcts"]
+        rows: dict[int, Row] = {}
         with self._lock:
-            rows = Batch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, on_step).run(requests)
+            if batched:
+                done = Batch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, on_step).run(
+                    [requests[i] for i in batched])
+                rows.update(zip(batched, done))
+            for i, request in enumerate(requests):  # tree searches run one at a time
+                if request.mode == "mcts":
+                    rows[i] = MctsSearch(self.adapter, self.loaded.tokenizer, self.eos_ids, request, i,
+                                         on_step).run()
         info = self.loaded.info()
-        return [build_result(row, self.loaded.tokenizer, info) for row in rows]
+        return [build_result(rows[i], self.loaded.tokenizer, info) for i in range(len(requests))]
+
+    def compare(self, prompt: str, **settings: Any) -> dict[str, GenerationResult]:
+        """One prompt in every mode, for side-by-side views: TEMPO, TEMPO with pruning, MCTS and
+        default greedy. ``settings`` apply to all (``mode``, ``use_retroactive_pruning`` and, for the
+        greedy run, ``temperature`` are set per mode)."""
+        settings = {k: v for k, v in settings.items() if k not in ("mode", "use_retroactive_pruning")}
+        requests = {
+            "tempo": self.request(prompt, **settings, mode="tempo", use_retroactive_pruning=False),
+            "tempo_pruning": self.request(prompt, **settings, mode="tempo", use_retroactive_pruning=True),
+            "mcts": self.request(prompt, **settings, mode="mcts"),
+            "default": self.request(prompt, **{**settings, "temperature": 0.0}, mode="default"),
+        }
+        return dict(zip(requests, self.run(list(requests.values()))))
 
     def generate(self, prompt: str, **settings: Any) -> GenerationResult:
         return self.run([self.request(prompt, **settings)])[0]

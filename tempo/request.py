@@ -21,7 +21,7 @@ class GenerationRequest:
 
     prompt: str
     mode: str = "tempo"
-    """``tempo`` (parallel sets) or ``default`` (one token a step: greedy or seeded sampling)."""
+    """``tempo`` (parallel sets), ``default`` (one token a step: greedy or seeded sampling) or ``mcts``."""
     max_tokens: int = 100
     """Number of logical steps at most."""
     selection_threshold: float = 0.1
@@ -64,8 +64,16 @@ class GenerationRequest:
     dynamic_threshold: bool = False
     use_relu: bool = False
     final_threshold: float = 1.0
+    # --- Monte Carlo tree search (mode "mcts"; settings section ``mcts``; TEMPO_SPEC section 7) ---
+    mcts_simulations: int = 10
+    mcts_c_puct: float = 1.0
+    mcts_depth: int = 5
+    """Rollout length after the leaf, in tokens."""
+    mcts_expand: int = 5
+    """Children of a node: the top tokens of its processed distribution."""
 
-    def validate(self, max_tokens_limit: int = 1024) -> "GenerationRequest":
+    def validate(self, max_tokens_limit: int = 1024, mcts_max_depth: int = 32,
+                 mcts_max_simulations: int = 1000) -> "GenerationRequest":
         """Raise RequestError naming the first bad field; return self when all is well."""
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise RequestError("prompt", "must be a non-empty string")
@@ -92,6 +100,10 @@ class GenerationRequest:
         _range("sigmoid_steepness", self.sigmoid_steepness, 0.001, 1000.0)
         _choice("complete_pruning_mode", self.complete_pruning_mode, COMPLETE_PRUNING_MODES)
         _range("final_threshold", self.final_threshold, 0.0, 1.0)
+        _int_range("mcts_simulations", self.mcts_simulations, 1, mcts_max_simulations)
+        _range("mcts_c_puct", self.mcts_c_puct, 0.0, 100.0)
+        _int_range("mcts_depth", self.mcts_depth, 0, mcts_max_depth)
+        _int_range("mcts_expand", self.mcts_expand, 1, 256)
         for name in BOOLEAN_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise RequestError(name, f"must be true or false, got {getattr(self, name)!r}")
@@ -122,8 +134,15 @@ PRUNING_FIELDS = (
 
 
 def section_of(name: str) -> str:
-    """The settings section a request field's default lives in."""
-    return "pruning" if name in PRUNING_FIELDS else "generation"
+    """The settings section a request field's default lives in (``mcts_depth`` -> ``mcts.depth``)."""
+    if name in PRUNING_FIELDS:
+        return "pruning"
+    return "mcts" if name.startswith("mcts_") else "generation"
+
+
+def setting_name(name: str) -> str:
+    """The key of a request field inside its settings section."""
+    return name.removeprefix("mcts_")
 
 
 def build_request(prompt: str, settings: Any = None, **overrides: Any) -> GenerationRequest:
@@ -140,16 +159,19 @@ def build_request(prompt: str, settings: Any = None, **overrides: Any) -> Genera
     sections: dict[str, Mapping[str, Any]] = {}
     if settings is not None:
         sections = {name: {k.lower(): v for k, v in settings.get(name, {}).items()}
-                    for name in ("generation", "pruning")}
+                    for name in ("generation", "pruning", "mcts")}
     limit = int(sections.get("generation", {}).get("max_tokens_limit", 1024))
+    mcts = sections.get("mcts", {})
     for name in names - {"prompt"}:
         section = sections.get(section_of(name), {})
         if overrides.get(name) is not None:
             values[name] = overrides[name]
-        elif name in section:
-            values[name] = section[name]
+        elif setting_name(name) in section:
+            values[name] = section[setting_name(name)]
     values = {k: _coerce(k, v) for k, v in values.items()}
-    return GenerationRequest(prompt=prompt, **values).validate(max_tokens_limit=limit)
+    return GenerationRequest(prompt=prompt, **values).validate(
+        max_tokens_limit=limit, mcts_max_depth=int(mcts.get("max_depth", 32)),
+        mcts_max_simulations=int(mcts.get("max_simulations", 1000)))
 
 
 _TYPES = {f.name: f.type for f in fields(GenerationRequest)}

@@ -17,6 +17,10 @@ class Candidate:
     pruned_at_step: int | None = None
     attention: float | None = None
     """The attention value that decided this candidate's fate (pruning only)."""
+    visits: int | None = None
+    """MCTS only: how often the search visited this child."""
+    value: float | None = None
+    """MCTS only: the child's mean value Q (mean log-probability of its simulations)."""
 
 
 @dataclass

@@ -51,6 +51,13 @@ class ModelAdapter:
         return first
 
     @staticmethod
+    def truncate(cache: Any, length: int) -> None:
+        """Keep the first ``length`` positions of the cache (transformers 5: crop takes a negative count)."""
+        extra = cache.get_seq_length() - length
+        if extra > 0:
+            cache.crop(-extra)
+
+    @staticmethod
     def select_rows(cache: Any, rows: torch.Tensor) -> None:
         """Keep only ``rows`` of the cache's batch (in place)."""
         cache.batch_select_indices(rows)

@@ -76,3 +76,9 @@ def step_mask(
 def step_positions(prompt_lengths: torch.Tensor, steps: torch.Tensor, k: int) -> torch.Tensor:
     """Every token of step ``s`` of a row with ``P`` prompt tokens sits at ``P + s``: ``[B, K]``."""
     return (prompt_lengths + steps)[:, None].expand(-1, k)
+
+
+def extend_mask(past: int, new: int, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
+    """One row appending ``new`` tokens causally after ``past`` visible ones: ``[1, 1, new, past + new]``."""
+    allowed = torch.ones(new, past + new, dtype=torch.bool, device=device).tril(diagonal=past)
+    return additive(allowed, dtype)[None, None]

@@ -30,10 +30,11 @@ def format_set(texts: list[str]) -> str:
 
 
 def bracketed_text(steps: list[Step]) -> str:
-    """Each step's kept tokens, highest probability first; steps with nothing kept are left out."""
+    """Each step's kept tokens in set order; steps with nothing kept are left out."""
     return "".join(format_set([c.text for c in step.kept]) for step in steps if step.kept)
 
 
 def clean_ids(steps: list[Step]) -> list[int]:
-    """The highest-probability kept token of each step."""
-    return [max(step.kept, key=lambda c: c.probability).token_id for step in steps if step.kept]
+    """The first kept token of each step: sets are ordered highest probability first (for MCTS: the
+    appended, most visited child first), so this is the token the context continued with."""
+    return [step.kept[0].token_id for step in steps if step.kept]

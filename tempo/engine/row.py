@@ -26,12 +26,16 @@ class SetRecord:
     attention: list[float | None] = field(default_factory=list)
     attention_threshold: float | None = None
     unattended: bool = False
+    visits: list[int | None] = field(default_factory=list)
+    values: list[float | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
         self.status = self.status or [KEPT] * n
         self.pruned_at = self.pruned_at or [None] * n
         self.attention = self.attention or [None] * n
+        self.visits = self.visits or [None] * n
+        self.values = self.values or [None] * n
 
     @property
     def kept(self) -> list[int]:
@@ -88,16 +92,16 @@ def build_result(row: Row, tokenizer: Any, model_info: dict[str, Any]) -> Genera
     for s, record in enumerate(row.sets):
         candidates = [
             Candidate(token_id=t, text=token_text(tokenizer, context, t), probability=p, status=status,
-                      pruned_at_step=pruned_at, attention=attention)
-            for t, p, status, pruned_at, attention in zip(record.tokens, record.probs, record.status,
-                                                          record.pruned_at, record.attention)
+                      pruned_at_step=pruned_at, attention=attention, visits=visits, value=value)
+            for t, p, status, pruned_at, attention, visits, value in zip(
+                record.tokens, record.probs, record.status, record.pruned_at, record.attention, record.visits,
+                record.values)
         ]
         steps.append(Step(step=s, position=len(row.prompt_ids) + s, selection_threshold=record.selection_threshold,
                           attention_threshold=record.attention_threshold, unattended=record.unattended,
                           candidates=candidates))
-        kept = record.kept
-        if kept:
-            context.append(record.tokens[max(kept, key=lambda i: record.probs[i])])
+        if record.kept:
+            context.append(record.tokens[record.kept[0]])
     decode_s = max(0.0, (row.finished_at or row.decode_start) - row.decode_start)
     total = row.prefill_s + decode_s
     timing = Timing(prefill_s=row.prefill_s, decode_s=decode_s, pruning_s=row.pruning_s, total_s=total,

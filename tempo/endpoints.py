@@ -23,6 +23,19 @@ from tempo.result import GenerationResult
 from tempo.scheduler import Job, Scheduler
 
 
+def compare_variants() -> dict[str, dict[str, Any]]:
+    """Variant name -> the fields that make it (the rest is shared)."""
+    pruning = "use_retroactive_pruning" in GenerationRequest.field_names()
+    variants: dict[str, dict[str, Any]] = {"tempo": {"mode": "tempo"}}
+    if pruning:
+        variants["tempo"]["use_retroactive_pruning"] = False
+        variants["tempo_pruning"] = {"mode": "tempo", "use_retroactive_pruning": True}
+    if "mcts" in MODES:
+        variants["mcts"] = {"mode": "mcts"}
+    variants["default"] = {"mode": "default", "temperature": 0.0}
+    return variants
+
+
 def wait(job: Job, timeout: float | None) -> GenerationResult:
     """The job's result; a user-facing ``gr.Error`` for a bad request or a timeout."""
     try:
@@ -94,12 +107,19 @@ class Endpoints:
                 job.cancel()
         return (out,)
 
+    def compare_requests(self, prompt: str, settings: dict | None) -> dict[str, GenerationRequest]:
+        """The side-by-side variants (as ``Tempo.compare``): TEMPO, TEMPO with pruning, MCTS, default greedy;
+        each only when the request has its fields / the engine its mode."""
+        base = {k: v for k, v in (settings or {}).items() if k not in ("mode", "use_retroactive_pruning")}
+        return {name: self.build(prompt, {**base, **fields}) for name, fields in compare_variants().items()}
+
     def compare(self, prompt: str, settings: dict | None = None) -> dict:
-        """Every mode on the same prompt and settings, generated together: ``{mode: result}``."""
-        requests = [self.build(prompt, {**(settings or {}), "mode": m}) for m in MODES]
-        jobs = self.scheduler.submit_many(requests)
+        """Every variant on the same prompt and settings, generated together: ``{variant: result}``
+        (variants: tempo, tempo_pruning, mcts, default)."""
+        requests = self.compare_requests(prompt, settings)
+        jobs = self.scheduler.submit_many(list(requests.values()))
         try:
-            return {job.request.mode: wait(job, self.timeout).to_dict() for job in jobs}
+            return {name: wait(job, self.timeout).to_dict() for name, job in zip(requests, jobs)}
         finally:
             for job in jobs:
                 job.cancel()

@@ -41,30 +41,37 @@ def struck(text: str) -> str:
 
 
 def step_spans(step: Step) -> list[tuple[str, str | None]]:
-    """One step as (text, label) pairs: a single kept token plain; a set ``[a/b]`` with each alternative
-    labelled ``set``; pruned candidates struck and labelled ``pruned`` inside the brackets."""
+    """One step as (text, label) pairs: a single kept token plain; a set ``[a/b]`` labelled ``set``;
+    pruned candidates struck inside the brackets (labelled ``pruned`` when pruning left one token);
+    a removed position struck and labelled ``removed``; an unattended step labelled ``unattended``."""
     shown = [c for c in step.candidates if c.status in (KEPT, PRUNED)]
-    if not shown:
-        return [(struck(c.text), REMOVED_LABEL) for c in step.candidates[:1]]
+    kept = [c for c in shown if c.status == KEPT]
+    if not kept:
+        return [(struck(format_set([c.text for c in step.candidates])), REMOVED_LABEL)]
     if len(shown) == 1:
         return [(shown[0].text, UNATTENDED if step.unattended else None)]
-    lead = " " if all(c.text.startswith(" ") for c in shown) else ""
-    spans: list[tuple[str, str | None]] = [(lead + "[", None)]
-    for i, c in enumerate(shown):
-        text = c.text[len(lead):]
-        if i:
-            spans.append(("/", None))
-        spans.append((text, SET) if c.status == KEPT else (struck(text), PRUNED))
-    spans.append(("]", UNATTENDED if step.unattended else None))
-    return spans
+    texts = [c.text if c.status == KEPT else struck(c.text) for c in shown]
+    lead = " " if all(t.startswith(" ") for t in texts) else ""
+    label = UNATTENDED if step.unattended else (SET if len(kept) > 1 else PRUNED)
+    return [(lead + "[" + "/".join(t[len(lead):] for t in texts) + "]", label)]
 
 
 def highlighted_spans(prompt: str, steps: list[Step]) -> list[tuple[str, str | None]]:
     """(text, label) pairs for ``gr.HighlightedText``: the prompt, then every step."""
     spans: list[tuple[str, str | None]] = [(prompt, None)]
     for step in steps:
-        spans.extend(step_spans(step))
+        for text, label in step_spans(step):
+            if label is None and spans[-1][1] is None:  # plain text runs as one span
+                spans[-1] = (spans[-1][0] + text, None)
+            else:
+                spans.append((text, label))
     return spans
+
+
+def streamed_texts(prompt: str, steps: list[Step]) -> tuple[str, str]:
+    """The bracketed and the clean text of the steps so far."""
+    clean = "".join(s.kept[0].text for s in steps if s.kept)  # sets are ordered best first
+    return prompt + bracketed_text(steps), prompt + clean
 
 
 def candidates_table(result: GenerationResult) -> "pd.DataFrame":
@@ -88,9 +95,9 @@ def candidates_table(result: GenerationResult) -> "pd.DataFrame":
 
 def partial_result(request: Any, steps: list[Step], model: dict[str, Any]) -> dict[str, Any]:
     """The result JSON shape for a generation still running (``stop_reason`` is ``running``)."""
-    clean = "".join(max(s.kept, key=lambda c: c.probability).text for s in steps if s.kept)
+    text, clean = streamed_texts("", steps)
     return {
-        "prompt": request.prompt, "mode": request.mode, "text": bracketed_text(steps), "clean_text": clean,
+        "prompt": request.prompt, "mode": request.mode, "text": text, "clean_text": clean,
         "steps": [asdict(s) for s in steps], "settings": request.to_dict(),
         "timing": asdict(Timing()), "model": model, "stop_reason": "running",
     }

@@ -34,7 +34,8 @@ from tempo.result import Candidate, GenerationResult, Step
 log = logging.getLogger(__name__)
 
 BATCH_MODES = ("tempo", "default")
-"""Modes the batched loop runs; any other mode (MCTS) runs alone through ``Tempo.run`` between steps."""
+"""Modes the batched loop runs; any other mode (MCTS, a tree search) runs alone through ``Tempo.run``
+between two steps of the batch, which waits meanwhile."""
 
 
 @dataclass
@@ -149,6 +150,10 @@ class Counters:
         return self.rows_stepped / self.steps_run if self.steps_run else 0.0
 
 
+class _Cancelled(Exception):
+    """Raised from a solo search's step callback to stop it."""
+
+
 class Scheduler:
     """A request queue in front of one ``Batch`` driven by one worker thread."""
 
@@ -249,21 +254,35 @@ class Scheduler:
                     self._cond.wait()
                 if self._closed:
                     break
-                room = max(0, self.max_batch_size - len(self._batch.rows))
-                joining, self._pending = self._pending[:room], self._pending[room:]
-                cancels, self._cancels = self._cancels, set()
-                for position, job in enumerate(self._pending):
-                    job._push(Update("queued", queue_position=position))
-            self._join([j for j in joining if j.request.mode in BATCH_MODES])
-            for job in joining:
-                if job.request.mode not in BATCH_MODES:
-                    self._run_alone(job)
-            for key in cancels:
-                self._batch.cancel(key)
-            self._step()
+            solo = self._tick(take_solo=True)
+            if solo is not None:
+                self._run_alone(solo)
         for job in list(self._jobs.values()):
             job.cancelled = True
             job._finish()
+
+    def _tick(self, take_solo: bool) -> Job | None:
+        """One step boundary: queued requests join (up to ``max_batch_size`` rows), cancels apply, every
+        row advances one step. Returns a queued solo job (MCTS) for the caller to run, when asked."""
+        with self._cond:
+            room = max(0, self.max_batch_size - len(self._batch.rows))
+            joining, waiting, solo = [], [], None
+            for job in self._pending:
+                if job.request.mode in BATCH_MODES and len(joining) < room:
+                    joining.append(job)
+                elif job.request.mode not in BATCH_MODES and take_solo and solo is None:
+                    solo = job
+                else:
+                    waiting.append(job)
+            self._pending = waiting
+            cancels, self._cancels = self._cancels, set()
+            for position, job in enumerate(waiting):
+                job._push(Update("queued", queue_position=position))
+        self._join(joining)
+        for key in cancels:
+            self._batch.cancel(key)
+        self._step()
+        return solo
 
     def _join(self, jobs: list[Job]) -> None:
         """Prefill ``jobs`` together; when that fails, one by one, so a bad request fails only itself."""
@@ -287,10 +306,31 @@ class Scheduler:
             job._push(Update("running"))
 
     def _run_alone(self, job: Job) -> None:
+        """A tree search (MCTS) on the worker: after each of its steps the batch runs for as long as that
+        step took, so neither waits for the other; a cancel stops the search at its next step."""
+        searched = [time.perf_counter()]
+
+        def on_step(row: Row) -> None:  # equal time: the batch steps as long as the search's last step took
+            self._push_steps(job, row)
+            if job.cancelled:
+                raise _Cancelled
+            deadline = 2 * time.perf_counter() - searched[0]
+            self._tick(take_solo=False)
+            while self._batch.rows and time.perf_counter() < deadline:
+                self._tick(take_solo=False)
+            searched[0] = time.perf_counter()
+
+        job._push(Update("running"))
         try:
-            result = self.engine.run([job.request])[0]
+            result = self.engine.run([job.request], on_step=on_step)[0]
+        except _Cancelled:
+            self._jobs.pop(job.key, None)
+            self.counters.requests_cancelled += 1
+            job._finish()
+            return
         except Exception as exc:  # delivered to the caller, who raises it
-            log.exception("generation failed")
+            if not isinstance(exc, RequestError):
+                log.exception("generation failed")
             self._fail([job], exc)
             return
         self._jobs.pop(job.key, None)
@@ -325,11 +365,16 @@ class Scheduler:
         self._batch.finished.clear()
 
     def _on_step(self, row: Row) -> None:
-        """Called by ``Batch.step`` after a row's new set: push that step (every step when pruning may
-        have changed earlier ones). Token texts are decoded once, when a step first appears."""
+        """Called by ``Batch.step`` after a row's new set."""
         job = self._jobs.get(row.key)
-        if job is None:
-            return
+        if job is not None:
+            self._push_steps(job, row)
+
+    def _push_steps(self, job: Job, row: Row) -> None:
+        """Push the row's newest step (every step when pruning may have changed earlier ones).
+        Token texts are decoded once, when a step first appears."""
+        if not job._context:
+            job._context = list(row.prompt_ids)
         tokenizer = self.engine.loaded.tokenizer
         for record in row.sets[len(job._texts):]:
             job._texts.append([token_text(tokenizer, job._context, t) for t in record.tokens])

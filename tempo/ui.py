@@ -7,7 +7,6 @@ the request field it sets (``tempo.controls``). The named API endpoints for
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import gradio as gr
 from tempo import controls, endpoints
 from tempo.config import MODES
 from tempo.plots import result_figures, schedule_figure
-from tempo.render import SPAN_COLOURS, candidates_table, highlighted_spans, summary
+from tempo.render import SPAN_COLOURS, candidates_table, highlighted_spans, streamed_texts, summary
 from tempo.result import GenerationResult
 from tempo.scheduler import Job, Scheduler
 
@@ -95,7 +94,7 @@ def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
                         for name in names:
                             fields[name] = controls.control(name, defaults[name], limit)
                         if title == "Dynamic thresholds":
-                            schedule_plot = gr.Plot(label="Threshold over the steps", elem_id="schedule-plot")
+                            schedule_plot = gr.Plot(show_label=False, elem_id="schedule-plot")
             with gr.Column(scale=3):
                 status = gr.Markdown("Ready.", elem_id="status")
                 with gr.Tabs():
@@ -115,12 +114,19 @@ def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
                     with gr.Tab("JSON"):
                         raw = gr.JSON(label="Result")
                     with gr.Tab("Compare"):
+                        gr.Markdown("Choose mode **compare** and Generate: every variant runs on the prompt "
+                                    "in the same batch.")
                         compare_out = {}
-                        with gr.Row():
-                            for m in MODES:
-                                with gr.Column():
-                                    compare_out[m] = (gr.HighlightedText(label=m, color_map=SPAN_COLOURS),
-                                                      gr.JSON(label=f"{m}: summary"))
+                        variants = list(endpoints.compare_variants())
+                        for row_start in range(0, len(variants), 2):
+                            with gr.Row(equal_height=False):
+                                for m in variants[row_start:row_start + 2]:
+                                    with gr.Column():
+                                        compare_out[m] = (
+                                            gr.HighlightedText(label=m, color_map=SPAN_COLOURS,
+                                                               show_inline_category=False, elem_id=f"compare-{m}"),
+                                            gr.Markdown(),
+                                        )
                     with gr.Tab("Model"):
                         model_json = gr.JSON(value=api.model_info(), label="Model and queue")
                         refresh = gr.Button("Refresh", size="sm")
@@ -132,9 +138,10 @@ def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
 
         def final_outputs(result: GenerationResult, others: dict[str, GenerationResult]) -> dict:
             json_path, csv_path = save_downloads(result)
+            text, clean_text = streamed_texts(result.prompt, result.steps)
             out = {
-                spans: highlighted_spans(result.prompt, result.steps), bracketed: result.prompt + result.text,
-                clean: result.prompt + result.clean_text, raw: result.to_dict(), table: candidates_table(result),
+                spans: highlighted_spans(result.prompt, result.steps), bracketed: text, clean: clean_text,
+                raw: result.to_dict(), table: candidates_table(result),
                 json_file: gr.DownloadButton(value=json_path, interactive=True),
                 csv_file: gr.DownloadButton(value=csv_path, interactive=True),
                 status: (f"✔ {len(result.steps)} steps · stop: {result.stop_reason} · "
@@ -143,14 +150,19 @@ def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
             out.update(zip(plots, result_figures(result)))
             for m, r in others.items():
                 out[compare_out[m][0]] = highlighted_spans(r.prompt, r.steps)
-                out[compare_out[m][1]] = summary(r)
+                figures = summary(r)
+                out[compare_out[m][1]] = (f"{figures['steps']} steps · {figures['parallel_sets']} sets · mean set "
+                                          f"{figures['mean_set_size']} · {figures['pruned']} pruned · "
+                                          f"{figures['total_s']} s · stop: {figures['stop_reason']}")
             return out
 
         def run(prompt_text: str, mode_value: str, *values: Any) -> Iterator[dict]:
             overrides = controls.to_overrides(names, values)
-            chosen = list(MODES) if mode_value == COMPARE else [mode_value]
-            requests = [api.build(prompt_text, {**overrides, "mode": m}) for m in chosen]
-            jobs = scheduler.submit_many(requests)
+            if mode_value == COMPARE:
+                variants = api.compare_requests(prompt_text, overrides)
+            else:
+                variants = {mode_value: api.build(prompt_text, {**overrides, "mode": mode_value})}
+            jobs = scheduler.submit_many(list(variants.values()))
             lead = jobs[0]
             started = last = time.perf_counter()
             try:
@@ -159,16 +171,16 @@ def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
                     if update.state in ("done", "cancelled", "error") or now - last < stream_every:
                         continue
                     last = now
-                    yield {spans: highlighted_spans(lead.request.prompt, lead.steps),
-                           bracketed: lead.request.prompt + "".join(_step_text(s) for s in lead.steps),
-                           status: status_line(lead, started)}
-                results = {job.request.mode: endpoints.wait(job, api.timeout) for job in jobs}
+                    text, clean_text = streamed_texts(lead.request.prompt, lead.steps)
+                    yield {spans: highlighted_spans(lead.request.prompt, lead.steps), bracketed: text,
+                           clean: clean_text, status: status_line(lead, started)}
+                results = {name: endpoints.wait(job, api.timeout) for name, job in zip(variants, jobs)}
             except TimeoutError as exc:
                 raise gr.Error(str(exc)) from None
             finally:
                 for job in jobs:
                     job.cancel()
-            result = results[chosen[0]]
+            result = next(iter(results.values()))
             yield final_outputs(result, results if mode_value == COMPARE else {})
 
         event = generate_btn.click(run, [prompt, mode, *components], outputs, api_name="ui_generate",
@@ -198,13 +210,6 @@ def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
     return demo
 
 
-def _step_text(step) -> str:
-    from tempo.engine.output import format_set
-
-    kept = [c.text for c in step.kept]
-    return format_set(kept) if kept else ""
-
-
 def schedule_figure_from(values: dict[str, Any]):
     """The live curve from the controls' values (the attention threshold's too when pruning is on)."""
     attention = None
@@ -217,5 +222,3 @@ def schedule_figure_from(values: dict[str, Any]):
                            int(values["max_tokens"]), attention)
 
 
-def dumps(result: GenerationResult) -> str:
-    return json.dumps(result.to_dict(), ensure_ascii=False)

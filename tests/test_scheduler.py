@@ -99,3 +99,23 @@ def test_an_engine_error_fails_only_its_job(engines, scheduler):
         bad_job.wait(30)
     assert good_job.wait(30).stop_reason in ("max_tokens", "eos")
     assert scheduler.submit(good).wait(30).text == good_job.result.text  # the worker is still alive
+
+
+def test_a_tree_search_interleaves_with_the_batch_and_can_be_cancelled(engines, scheduler):
+    engine = engines["llama"]
+    if "mcts_simulations" not in engine.request("x").to_dict():
+        pytest.skip("no MCTS mode yet")
+    search = engine.request("the cat", mode="mcts", max_tokens=8, min_steps=8, mcts_simulations=2, mcts_depth=2)
+    quick = engine.request("the cat sat on the", selection_threshold=0.05, max_tokens=3, min_steps=3)
+    search_job, quick_job = scheduler.submit_many([search, quick])
+    quick_job.wait(60)
+    assert not search_job.done  # the batch did not wait for the whole search
+    same(quick_job.result, engine.run([quick])[0])
+    assert search_job.wait(120).mode == "mcts" and len(search_job.result.steps) == 8
+    long_search = scheduler.submit(engine.request("a dog", mode="mcts", max_tokens=50, min_steps=50,
+                                                  mcts_simulations=2, mcts_depth=2))
+    for _ in long_search.stream():
+        if len(long_search.steps) >= 2:
+            long_search.cancel()
+    assert long_search.cancelled and long_search.result is None and len(long_search.steps) < 50
+    assert scheduler.submit(quick).wait(60).text == quick_job.result.text

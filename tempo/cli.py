@@ -18,12 +18,32 @@ log = logging.getLogger("tempo.cli")
 
 
 def add_generate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="generate with TEMPO (parallel sets) or in default mode",
+    p = sub.add_parser("generate", help="generate with TEMPO (parallel sets), MCTS or in default mode",
                        description="Generate text and show where the model hesitates. "
-                                   "Unset options come from settings.toml / TEMPO_GENERATION__* variables.")
+                                   "Unset options come from settings.toml / TEMPO_* variables.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="the prompt")
     src.add_argument("--prompts-file", type=Path, help="a file with one prompt a line, generated as one batch")
+    add_request_arguments(p)
+    p.add_argument("--default-mode", action="store_const", const="default", dest="mode",
+                   help="ordinary generation, one token a step (greedy, or sampled with --seed)")
+    p.add_argument("--use-mcts", action="store_const", const="mcts", dest="mode",
+                   help="Monte Carlo tree search generation")
+    p.add_argument("--json", action="store_true", help="print the result JSON, one object a line per prompt")
+    p.set_defaults(handler=run_generate)
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="one prompt in every mode: TEMPO, TEMPO with pruning, MCTS, default greedy",
+                       description="Run one prompt in every mode with the same settings, side by side.")
+    p.add_argument("--prompt", required=True, help="the prompt")
+    add_request_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object: mode -> result")
+    p.set_defaults(handler=run_compare)
+
+
+def add_request_arguments(p: argparse.ArgumentParser) -> None:
+    """Every request setting as a flag; an unset flag falls through to the settings."""
     p.add_argument("--model", help="hub id or local path (default: model.model_id of the settings)")
     p.add_argument("--max-tokens", type=int, help="logical steps at most")
     p.add_argument("--selection-threshold", "--threshold", type=float, dest="selection_threshold",
@@ -45,12 +65,9 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--enable-thinking", action="store_true", default=None,
                    help="add the thinking system message through the chat template")
     p.add_argument("--system-content", help="a system message (overrides the thinking message)")
-    p.add_argument("--default-mode", action="store_const", const="default", dest="mode",
-                   help="ordinary generation, one token a step (greedy, or sampled with --seed)")
     p.add_argument("--seed", type=int)
     add_pruning_arguments(p)
-    p.add_argument("--json", action="store_true", help="print the result JSON, one object a line per prompt")
-    p.set_defaults(handler=run_generate)
+    add_mcts_arguments(p)
 
 
 def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,12 +109,44 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     return prompts
 
 
+def add_mcts_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Monte Carlo tree search", "unset options come from the mcts settings section")
+    g.add_argument("--mcts-simulations", type=int, help="simulations per step")
+    g.add_argument("--mcts-c-puct", type=float, help="exploration constant of PUCT")
+    g.add_argument("--mcts-depth", type=int, help="rollout tokens after the leaf")
+    g.add_argument("--mcts-expand", type=int, help="children per node: the top tokens of its distribution")
+
+
+def request_overrides(args: argparse.Namespace) -> dict:
+    from tempo.request import GenerationRequest
+
+    return {name: getattr(args, name, None) for name in GenerationRequest.field_names() if name != "prompt"}
+
+
+def run_compare(args: argparse.Namespace, settings) -> int:
+    from tempo.generation import Tempo
+    from tempo.render import terminal_text
+    from tempo.request import build_request
+
+    overrides = request_overrides(args)
+    build_request(args.prompt, settings, **overrides)  # bad input fails before the model loads
+    engine = Tempo.from_settings(settings, model_id=args.model)
+    results = engine.compare(args.prompt, **{k: v for k, v in overrides.items() if v is not None})
+    if args.json:
+        print(json.dumps({mode: result.to_dict() for mode, result in results.items()}, ensure_ascii=False))
+    else:
+        colour = sys.stdout.isatty()
+        for mode, result in results.items():
+            print(f"{mode}: {terminal_text(result, colour)}")
+    return 0
+
+
 def run_generate(args: argparse.Namespace, settings) -> int:
     from tempo.generation import Tempo
     from tempo.render import terminal_text
-    from tempo.request import GenerationRequest, build_request
+    from tempo.request import build_request
 
-    overrides = {name: getattr(args, name, None) for name in GenerationRequest.field_names() if name != "prompt"}
+    overrides = request_overrides(args)
     # Validate every request before loading the model: bad input fails fast.
     requests = [build_request(prompt, settings, **overrides) for prompt in read_prompts(args)]
     engine = Tempo.from_settings(settings, model_id=args.model)
@@ -116,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--settings", type=Path, help="a settings.toml to use instead of the project's")
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(sub)
+    add_compare_parser(sub)
     add_train_parser(sub)
     from tempo.deploy import add_deploy_parser; add_deploy_parser(sub)  # noqa: E702 -- the app's deploy (issue 6)
     return parser

@@ -180,3 +180,27 @@ def test_compare_runs_every_mode(engine):
     greedy = engine.generate(PROMPT, max_tokens=6, temperature=0.0)
     assert results["default"].clean_text == greedy.clean_text
     assert results["tempo"].text == engine.generate(PROMPT, max_tokens=6, selection_threshold=0.05).text
+
+
+def test_cli_use_mcts_and_compare(tiny_model_dir):
+    import json
+
+    from test_bad_input import cli
+
+    done = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--json", "--use-mcts",
+               "--max-tokens", "3", "--mcts-simulations", "4", "--mcts-c-puct", "2", "--mcts-depth", "1",
+               "--mcts-expand", "3")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["mode"] == "mcts" and len(result["steps"]) == 3
+    assert result["settings"] | {"mcts_simulations": 4, "mcts_c_puct": 2.0, "mcts_depth": 1,
+                                 "mcts_expand": 3} == result["settings"]
+    assert all(sum(c["visits"] for c in s["candidates"]) <= 4 for s in result["steps"])
+    done = cli("compare", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--max-tokens", "3",
+               "--mcts-simulations", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    assert list(json.loads(done.stdout)) == ["tempo", "tempo_pruning", "mcts", "default"]
+    done = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--use-mcts",
+               "--mcts-simulations", "0")
+    assert done.returncode == 2 and done.stderr.strip() == \
+        "error: mcts_simulations: must be an integer in [1, 1000], got 0"

@@ -4,4 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q -r tests/requirements.txt
+# The browser test drives a real headless Chromium through Playwright (never `playwright install`):
+# install the distribution's chromium when it is missing and we are root; without it that test is skipped.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "warning: could not install chromium; tests/test_browser.py will be skipped" >&2
+fi
 exec .venv/bin/python -m pytest tests "$@"

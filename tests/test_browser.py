@@ -1,0 +1,84 @@
+"""The page in a real headless Chromium (Playwright): slider, Generate, a parallel set on screen, a screenshot."""
+import json
+from pathlib import Path
+
+import pytest
+
+from tempo.api import Server, create_app
+from tempo.config import load_settings
+from tempo.generation import Tempo
+from tempo.model import load_model
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (tests/run.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    settings = load_settings()
+    engine = Tempo(load_model(str(tiny_model_dir["llama"])), settings)
+    server = Server(create_app(engine, settings), host="127.0.0.1").start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield browser
+        browser.close()
+
+
+def test_slider_generate_and_a_parallel_set_on_the_page(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url)
+    page.wait_for_selector("#generate")
+    page.fill("#prompt textarea", "the cat sat on the")
+    page.locator("#ctl-selection_threshold input[type=range]").fill("0.05")  # moves the slider
+    assert page.locator("#ctl-selection_threshold input[type=number]").input_value() == "0.05"
+    page.fill("#ctl-max_tokens input[type=number]", "12")
+    page.keyboard.press("Enter")
+    page.click("#generate")
+    page.wait_for_selector("#status:has-text('steps')", timeout=60_000)
+    spans = page.inner_text("#spans")
+    assert "the cat sat on the" in spans and "[" in spans and "/" in spans
+    bracketed = page.input_value("#bracketed textarea")
+    assert bracketed.startswith("the cat sat on the") and "[" in bracketed
+    page.get_by_role("tab", name="JSON").click()
+    page.wait_for_selector("text=selection_threshold")
+    page.get_by_role("tab", name="Output").click()
+    shot = tmp_path / "tempo_app.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    assert not errors, errors
+    page.close()
+
+
+def test_stop_cancels_the_running_generation(server, browser):
+    page = browser.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#generate")
+    counters = server.app.state.scheduler.counters
+    cancelled = counters.requests_cancelled
+    page.fill("#prompt textarea", "a big red dog")
+    page.fill("#ctl-max_tokens input[type=number]", "1000")
+    page.keyboard.press("Enter")
+    page.get_by_text("Sampling", exact=True).click()  # open the accordion
+    page.fill("#ctl-min_steps input[type=number]", "100")
+    page.keyboard.press("Enter")
+    page.click("#generate")
+    page.wait_for_selector("#status:has-text('step')", timeout=60_000)
+    page.click("#stop")
+    for _ in range(100):
+        if counters.requests_cancelled > cancelled:
+            break
+        page.wait_for_timeout(100)
+    assert counters.requests_cancelled == cancelled + 1
+    assert server.app.state.scheduler.running == 0
+    page.close()

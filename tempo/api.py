@@ -33,6 +33,7 @@ from tempo.errors import RequestError
 from tempo.generation import Tempo
 from tempo.request import GenerationRequest, build_request
 from tempo.scheduler import Scheduler
+from tempo.zerogpu import make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def create_app(engine: Tempo, settings: Any = None, scheduler: Scheduler | None 
     config = config or ApiConfig.from_settings(settings)
     section = app_section(settings)
     owns_scheduler = scheduler is None
-    scheduler = scheduler or Scheduler(engine, max_batch_size=int(section.get("max_batch_size", 16)))
+    scheduler = scheduler or make_scheduler(engine, max_batch_size=int(section.get("max_batch_size", 16)))
     docs = config.enable_docs
     app = FastAPI(title="TEMPO", description="See where a language model hesitates.",
                   docs_url="/docs" if docs else None, redoc_url=None, openapi_url="/openapi.json" if docs else None)

@@ -50,12 +50,14 @@ def space_files(root: Path = PROJECT_ROOT) -> list[str]:
     from fnmatch import fnmatch
 
     found = []
-    for path in root.rglob("*"):
-        rel = path.relative_to(root).as_posix()
-        if path.is_file() and any(fnmatch(rel, p) for p in SPACE_FILES) and not any(fnmatch(rel, p) or
-                                                                                      fnmatch("/" + rel, p)
-                                                                                      for p in NEVER):
-            found.append(rel)
+    for pattern in SPACE_FILES:  # walk only the folders the patterns name, not the whole tree (.venv)
+        top = root / pattern.split("/")[0]
+        paths = top.rglob("*") if pattern.endswith("/**") and top.is_dir() else [top]
+        for path in paths:
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and fnmatch(rel, pattern) and not any(fnmatch(rel, p) or fnmatch("/" + rel, p)
+                                                                     for p in NEVER):
+                found.append(rel)
     return sorted(found)
 
 

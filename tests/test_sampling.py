@@ -75,5 +75,5 @@ def test_set_sizes_threshold_cap_and_fallback():
 
 def test_suppress_only_rows_asked():
     logits = torch.zeros(2, 1, 4)
-    out = sampling.suppress_tokens(logits, torch.tensor([True, False]), [2])
+    out = sampling.suppress_tokens(logits, [True, False], [2])
     assert out[0, 0, 2] == float("-inf") and out[1, 0, 2] == 0.0 and logits[0, 0, 2] == 0.0

@@ -25,7 +25,7 @@ class ModelAdapter:
         self,
         input_ids: torch.Tensor,  # [B, Q]
         position_ids: torch.Tensor,  # [B, Q]
-        mask: torch.Tensor,  # [B, 1, Q, T + Q] additive float
+        mask: torch.Tensor | None,  # [B, 1, Q, T + Q] additive float; None: plain causal
         cache: Any | None,
         last_only: bool = False,
     ) -> tuple[torch.Tensor, Any]:

@@ -106,7 +106,7 @@ class MctsSearch:
         dev = logits.device
         row = logits[None, None].float()  # [1, 1, V]
         step = len(self.row.sets) + depth
-        row = sampling.suppress_tokens(row, torch.tensor([step < r.min_steps], device=dev), sorted(self.eos_ids))
+        row = sampling.suppress_tokens(row, [step < r.min_steps], sorted(self.eos_ids))
         if r.repetition_penalty != 1.0:
             seen = torch.zeros(1, row.shape[-1], dtype=torch.bool, device=dev)
             seen[0, torch.tensor(self.context + path, device=dev)] = True

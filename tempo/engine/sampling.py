@@ -13,10 +13,11 @@ from __future__ import annotations
 import torch
 
 
-def suppress_tokens(logits: torch.Tensor, rows: torch.Tensor, token_ids: list[int]) -> torch.Tensor:
-    """Set ``token_ids`` to -inf in the rows where ``rows [B]`` is True. ``logits [B, K, V]``."""
-    if not token_ids or not bool(rows.any()):
+def suppress_tokens(logits: torch.Tensor, rows: list[bool], token_ids: list[int]) -> torch.Tensor:
+    """Set ``token_ids`` to -inf in the rows where ``rows[b]`` is True. ``logits [B, K, V]``."""
+    if not token_ids or not any(rows):
         return logits
+    rows = torch.tensor(rows, device=logits.device)
     logits = logits.clone()
     ids = torch.tensor(token_ids, device=logits.device)
     block = logits[:, :, ids]
@@ -37,7 +38,7 @@ def repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.
 def temperature_softmax(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
     """Softmax at each row's temperature; temperature 0 (greedy) keeps the plain softmax."""
     t = torch.where(temperature > 0, temperature, torch.ones_like(temperature))[:, None, None]
-    return torch.softmax(logits / t, dim=-1)
+    return torch.softmax(logits / t if bool((t != 1).any()) else logits, dim=-1)
 
 
 def combine(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -55,6 +56,8 @@ def mode_weights(probabilities: torch.Tensor, kept: torch.Tensor, modes: list[st
     candidate alone; ``last``: the last physical kept candidate alone.
     """
     mixture = torch.where(kept, probabilities, torch.zeros_like(probabilities))
+    if all(mode == "mixture" for mode in modes):
+        return mixture
     weights = mixture.clone()
     for row, mode in enumerate(modes):
         if mode == "mixture":
@@ -78,6 +81,8 @@ def top_k_top_p(p: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, need:
     of the vocabulary is paid only when a row asks for top-p without top-k.
     """
     vocab = p.shape[-1]
+    if not bool(((top_k > 0) | (top_p < 1.0)).any()):  # no filter on any row: the top tokens as they are
+        return p.topk(min(vocab, int(need.max())), dim=-1)
     k = torch.where(top_k > 0, top_k.clamp(max=vocab), torch.zeros_like(top_k))  # 0: no top-k
     full = bool(((k == 0) & (top_p < 1.0)).any())
     width = vocab if full else int(torch.maximum(k, need).max().clamp(max=vocab))

@@ -61,7 +61,6 @@ class Batch:
         self.max_parallel = torch.tensor([r.max_parallel_tokens for r in req], device=dev)
         self.single = torch.tensor([row.single for row in self.rows], device=dev)
         self.intraset = torch.tensor([r.allow_intraset_token_visibility for r in req], device=dev)
-        self.min_steps = torch.tensor([r.min_steps for r in req], device=dev)
         self.modes = [r.next_logits_mode for r in req]
         self.repetition = any(r.repetition_penalty != 1.0 for r in req)
         self.soft = any(r.use_retroactive_pruning and r.soft_pruning for r in req)
@@ -139,8 +138,8 @@ class Batch:
 
     def next_sets(self, thresholds: list[float]) -> tuple[list[list[int]], list[list[float]]]:
         """The next step's set of every row (token ids and probabilities, highest first)."""
-        steps = torch.tensor([len(row.token_sets) for row in self.rows], device=self.adapter.device)
-        logits = sampling.suppress_tokens(self.logits, steps < self.min_steps, self.eos_ids)
+        early = [len(row.sets) < row.request.min_steps for row in self.rows]
+        logits = sampling.suppress_tokens(self.logits, early, self.eos_ids)
         if self.repetition:
             logits = sampling.repetition_penalty(logits, self.seen, self.penalty)
         rows = sampling.temperature_softmax(logits, self.temperature)  # [B, K, V]
@@ -219,8 +218,11 @@ class Batch:
         input_ids, probs, real = input_ids.to(dev), probs.to(dev), real.to(dev)
         steps = torch.tensor([len(row.sets) - 1 for row in self.rows], device=dev)
         positions = layout.step_positions(self.prompt_len, steps, k)  # [B, K]
-        mask = layout.step_mask(self.visible, real, self.intraset, self.adapter.dtype,
-                                self.key_bias if self.soft else None)  # [B, 1, K, T+K]
+        if k == 1 and not self.soft and bool(self.visible.all()):
+            mask = None  # one new token that may see everything: the library's causal path is exact
+        else:
+            mask = layout.step_mask(self.visible, real, self.intraset, self.adapter.dtype,
+                                    self.key_bias if self.soft else None)  # [B, 1, K, T+K]
         layers = {layer for plan in self.plans if plan is not None for layer in plan[0]}
         with capture(layers) as self.attention:  # empty set: every layer stays on SDPA
             self.logits, self.cache = self.adapter.forward(input_ids, positions, mask, self.cache)  # [B, K, V]

@@ -115,6 +115,7 @@ def add_mcts_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mcts-c-puct", type=float, help="exploration constant of PUCT")
     g.add_argument("--mcts-depth", type=int, help="rollout tokens after the leaf")
     g.add_argument("--mcts-expand", type=int, help="children per node: the top tokens of its distribution")
+    g.add_argument("--mcts-batch", type=int, help="simulations evaluated together in one batched forward")
 
 
 def request_overrides(args: argparse.Namespace) -> dict:

@@ -74,6 +74,7 @@ VALIDATORS = [
     _range("mcts.c_puct", 0.0, 100.0),
     _range("mcts.depth", 0),
     _range("mcts.expand", 1, 256),
+    _range("mcts.batch", 1, 64),
     _range("mcts.max_depth", 0),
     _range("mcts.max_simulations", 1),
     _choice("logging.log_level", LOG_LEVELS),

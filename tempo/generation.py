@@ -77,8 +77,8 @@ class Tempo:
                 rows.update(zip(batched, done))
             for i, request in enumerate(requests):  # tree searches run one at a time
                 if request.mode == "mcts":
-                    rows[i] = MctsSearch(self.adapter, self.loaded.tokenizer, self.eos_ids, request, i,
-                                         on_step).run()
+                    rows[i] = MctsSearch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, request,
+                                         i, on_step).run()
         info = self.loaded.info()
         return [build_result(rows[i], self.loaded.tokenizer, info) for i in range(len(requests))]
 

@@ -71,6 +71,9 @@ class GenerationRequest:
     """Rollout length after the leaf, in tokens."""
     mcts_expand: int = 5
     """Children of a node: the top tokens of its processed distribution."""
+    mcts_batch: int = 1
+    """Simulations evaluated together in one batched forward (virtual loss keeps them apart);
+    1 = strictly sequential PUCT."""
 
     def validate(self, max_tokens_limit: int = 1024, mcts_max_depth: int = 32,
                  mcts_max_simulations: int = 1000) -> "GenerationRequest":
@@ -104,6 +107,7 @@ class GenerationRequest:
         _range("mcts_c_puct", self.mcts_c_puct, 0.0, 100.0)
         _int_range("mcts_depth", self.mcts_depth, 0, mcts_max_depth)
         _int_range("mcts_expand", self.mcts_expand, 1, 256)
+        _int_range("mcts_batch", self.mcts_batch, 1, 64)
         for name in BOOLEAN_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise RequestError(name, f"must be true or false, got {getattr(self, name)!r}")

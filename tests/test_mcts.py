@@ -69,7 +69,7 @@ def reference_search(table, last, sims, c_puct, expand, depth):
 def test_visits_match_the_hand_calculation(bigram, sims, c_puct, expand, depth):
     request = bigram.request(PROMPT, mode="mcts", max_tokens=1, mcts_simulations=sims, mcts_c_puct=c_puct,
                              mcts_expand=expand, mcts_depth=depth, **{**EXACT, "temperature": 0.0})
-    row = MctsSearch(bigram.adapter, bigram.loaded.tokenizer, [], request).run()
+    row = MctsSearch(bigram.adapter, bigram.loaded.tokenizer, [], bigram.pad_id, request).run()
     got = dict(zip(row.sets[0].tokens, row.sets[0].visits))
     last = row.prompt_ids[-1]
     expected = reference_search(bigram.table, last, sims, c_puct, expand, depth)
@@ -81,7 +81,7 @@ def test_three_simulations_by_hand(bigram):
     """Two children a (prior pa) and b (pb < pa), c_puct 1, depth 0, written out step by step."""
     request = bigram.request(PROMPT, mode="mcts", max_tokens=1, mcts_simulations=3, mcts_expand=2, mcts_depth=0,
                              **EXACT)
-    search = MctsSearch(bigram.adapter, bigram.loaded.tokenizer, [], request)
+    search = MctsSearch(bigram.adapter, bigram.loaded.tokenizer, [], bigram.pad_id, request)
     row = search.run()
     p, ids = bigram.table[row.prompt_ids[-1]].sort(descending=True)
     pa, pb = float(p[0]), float(p[1])
@@ -204,3 +204,46 @@ def test_cli_use_mcts_and_compare(tiny_model_dir):
                "--mcts-simulations", "0")
     assert done.returncode == 2 and done.stderr.strip() == \
         "error: mcts_simulations: must be an integer in [1, 1000], got 0"
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_every_evaluated_distribution_matches_a_plain_forward(engine, batch, monkeypatch):
+    """Waves evaluate right-padded paths and rollouts together: each row's logits must equal a plain
+    forward over the context and that row's tokens alone."""
+    seen = []
+    original = MctsSearch._distribution
+
+    def spy(self, logits, path, depth):
+        seen.append((list(self.context), list(path), logits.clone()))
+        return original(self, logits, path, depth)
+
+    monkeypatch.setattr(MctsSearch, "_distribution", spy)
+    engine.generate(PROMPT, mode="mcts", max_tokens=3, mcts_simulations=8, mcts_depth=3, mcts_batch=batch,
+                    temperature=1.0, seed=5)
+    assert len(seen) > 8 and any(len(path) >= 2 for _, path, _ in seen)
+    for context, path, logits in seen:
+        with torch.no_grad():
+            expected = engine.loaded.model(input_ids=torch.tensor([context + path])).logits[0, -1].float()
+        torch.testing.assert_close(logits, expected, atol=1e-4, rtol=0)
+
+
+def test_waves_cut_forward_calls_and_stay_deterministic(engine, monkeypatch):
+    calls = []
+    original = engine.adapter.forward
+
+    def counting(input_ids, position_ids, mask, cache, last_only=False):
+        calls.append(input_ids.shape)
+        return original(input_ids, position_ids, mask, cache, last_only)
+
+    monkeypatch.setattr(engine.adapter, "forward", counting)
+    settings = dict(mode="mcts", max_tokens=4, mcts_simulations=10, mcts_depth=3, temperature=1.0, seed=3)
+    sequential = engine.generate(PROMPT, **settings)
+    sequential_calls = len(calls)
+    calls.clear()
+    batched = engine.generate(PROMPT, mcts_batch=5, **settings)
+    assert len(calls) < sequential_calls / 2 and max(shape[0] for shape in calls) == 5
+    assert all(sum(c.visits for c in s.candidates) <= 10 for s in batched.steps)
+    again = engine.generate(PROMPT, mcts_batch=5, **settings)
+    assert [[(c.token_id, c.visits) for c in s.candidates] for s in batched.steps] == \
+        [[(c.token_id, c.visits) for c in s.candidates] for s in again.steps]
+    assert sequential.steps and batched.steps

@@ -51,6 +51,12 @@ class ModelAdapter:
         return first
 
     @staticmethod
+    def repeat_rows(cache: Any, times: int) -> None:
+        """Repeat every row ``times`` times (in place)."""
+        if times > 1:
+            cache.batch_repeat_interleave(times)
+
+    @staticmethod
     def truncate(cache: Any, length: int) -> None:
         """Keep the first ``length`` positions of the cache (transformers 5: crop takes a negative count)."""
         extra = cache.get_seq_length() - length

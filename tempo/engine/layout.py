@@ -78,6 +78,20 @@ def step_positions(prompt_lengths: torch.Tensor, steps: torch.Tensor, k: int) ->
     return (prompt_lengths + steps)[:, None].expand(-1, k)
 
 
+def paths_mask(past: int, real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Rows appending right-padded token paths after ``past`` shared visible tokens: ``[W, 1, L, past + L]``.
+
+    ``real [W, L]``: which new slots hold a token; a query sees the past, the real
+    tokens of its own row up to itself, and itself.
+    """
+    width, length = real.shape
+    causal = torch.ones(length, length, dtype=torch.bool, device=real.device).tril()[None]  # [1, L, L]
+    eye = torch.eye(length, dtype=torch.bool, device=real.device)[None]
+    within = (causal & real[:, None, :]) | eye  # [W, L, L]
+    past_part = torch.ones(width, length, past, dtype=torch.bool, device=real.device)
+    return additive(torch.cat([past_part, within], dim=-1), dtype)[:, None]
+
+
 def extend_mask(past: int, new: int, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
     """One row appending ``new`` tokens causally after ``past`` visible ones: ``[1, 1, new, past + new]``."""
     allowed = torch.ones(new, past + new, dtype=torch.bool, device=device).tril(diagonal=past)

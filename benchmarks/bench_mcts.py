@@ -39,7 +39,14 @@ def main() -> None:
     model_id = random_llama(Path(tempfile.mkdtemp()) / "r") if args.random_llama else (
         args.model or settings.model.model_id)
     engine = Tempo(load_model(model_id), settings)
-    request = engine.request(args.prompt, mode="mcts", max_tokens=args.steps, min_steps=args.steps)
+    log.info("model %s, %d threads", "random Llama 256x4" if args.random_llama else model_id,
+             torch.get_num_threads())
+    for batch in (1, 10):
+        measure(engine, engine.request(args.prompt, mode="mcts", max_tokens=args.steps, min_steps=args.steps,
+                                       mcts_batch=batch))
+
+
+def measure(engine: Tempo, request) -> None:
     engine.run([request])  # warm-up
     calls, prefills = [], []
     original = engine.adapter.forward
@@ -54,12 +61,13 @@ def main() -> None:
     start = time.perf_counter()
     result = engine.run([request])[0]
     elapsed = time.perf_counter() - start
+    engine.adapter.forward = original
     steps = len(result.steps)
     budget = request.mcts_simulations * (request.mcts_depth + 1)
-    log.info("model %s, %d threads; %d simulations, depth %d, expand %d", "random Llama 256x4" if args.random_llama
-             else model_id, torch.get_num_threads(), request.mcts_simulations, request.mcts_depth, request.mcts_expand)
-    log.info("MCTS %.2f steps/s; %.1f forward calls per step (budget %d); prompt prefilled %d time(s)",
-             steps / elapsed, (len(calls) - len(prefills)) / steps, budget, len(prefills))
+    log.info("MCTS %d simulations, depth %d, expand %d, batch %2d: %6.2f steps/s; %5.1f forward calls per step "
+             "(budget %d); prompt prefilled %d time(s)", request.mcts_simulations, request.mcts_depth,
+             request.mcts_expand, request.mcts_batch, steps / elapsed, (len(calls) - len(prefills)) / steps, budget,
+             len(prefills))
 
 
 if __name__ == "__main__":

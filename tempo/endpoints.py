@@ -20,7 +20,7 @@ from tempo.errors import RequestError
 from tempo.render import partial_result
 from tempo.request import GenerationRequest, build_request
 from tempo.result import GenerationResult
-from tempo.scheduler import Job, Scheduler
+from tempo.scheduler import ENDS, Job, Scheduler
 
 
 def compare_variants() -> dict[str, dict[str, Any]]:
@@ -54,6 +54,8 @@ class Endpoints:
         self.timeout = float(api.get("request_timeout", 300)) or None
         generation = settings.get("generation", {}) if settings is not None else {}
         self.max_tokens_limit = int(generation.get("max_tokens_limit", 1024))
+        app = settings.get("app", {}) if settings is not None else {}
+        self.stream_interval = float(app.get("stream_interval", 0.1))
 
     def build(self, prompt: str, overrides: dict[str, Any] | None) -> GenerationRequest:
         """A validated request, or ``gr.Error`` naming the bad field."""
@@ -75,13 +77,14 @@ class Endpoints:
                 "max_tokens_limit": self.max_tokens_limit, "queue": self.scheduler.stats()}
 
     def generate(self, prompt: str, settings: dict | None = None) -> Iterator[dict]:
-        """Stream partial results (``stop_reason`` "running") as the steps come; the last value is the result."""
+        """Stream progress as the steps come (at most one per ``app.stream_interval`` seconds):
+        ``{prompt, mode, text, clean_text, steps_done, max_tokens, stop_reason: "running"}``;
+        the last value is the whole result."""
         job = self.scheduler.submit(self.build(prompt, settings))
-        info = self.scheduler.engine.loaded.info()
         try:
-            for update in job.stream(timeout=self.timeout):
-                if update.steps:
-                    yield partial_result(job.request, job.steps, info)
+            for update in job.stream(timeout=self.timeout, every=self.stream_interval):
+                if update.steps and update.state not in ENDS:
+                    yield partial_result(job.request, job.steps)
             yield wait(job, self.timeout).to_dict()
         except TimeoutError as exc:
             raise gr.Error(str(exc)) from None

@@ -1,11 +1,10 @@
 """Text views of a result: terminal colours, highlighted spans and a pandas table for the interface."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from tempo.engine.output import bracketed_text, format_set
-from tempo.result import KEPT, PRUNED, GenerationResult, Step, Timing
+from tempo.result import KEPT, PRUNED, GenerationResult, Step
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,14 +92,12 @@ def candidates_table(result: GenerationResult) -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=columns)
 
 
-def partial_result(request: Any, steps: list[Step], model: dict[str, Any]) -> dict[str, Any]:
-    """The result JSON shape for a generation still running (``stop_reason`` is ``running``)."""
+def partial_result(request: Any, steps: list[Step]) -> dict[str, Any]:
+    """What ``/generate`` streams while a request runs: the texts so far and the step count, light on
+    purpose (the full ``steps`` come with the final result, whose ``stop_reason`` is never "running")."""
     text, clean = streamed_texts("", steps)
-    return {
-        "prompt": request.prompt, "mode": request.mode, "text": text, "clean_text": clean,
-        "steps": [asdict(s) for s in steps], "settings": request.to_dict(),
-        "timing": asdict(Timing()), "model": model, "stop_reason": "running",
-    }
+    return {"prompt": request.prompt, "mode": request.mode, "text": text, "clean_text": clean,
+            "steps_done": len(steps), "max_tokens": request.max_tokens, "stop_reason": "running"}
 
 
 def summary(result: GenerationResult) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from tempo.config import MODES
 from tempo.plots import result_figures, schedule_figure
 from tempo.render import SPAN_COLOURS, candidates_table, highlighted_spans, streamed_texts, summary
 from tempo.result import GenerationResult
-from tempo.scheduler import Job, Scheduler
+from tempo.scheduler import ENDS, Job, Scheduler
 
 COMPARE = "compare"
 DEFAULT_EXAMPLES = [
@@ -164,13 +164,11 @@ def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
                 variants = {mode_value: api.build(prompt_text, {**overrides, "mode": mode_value})}
             jobs = scheduler.submit_many(list(variants.values()))
             lead = jobs[0]
-            started = last = time.perf_counter()
+            started = time.perf_counter()
             try:
-                for update in lead.stream(timeout=api.timeout):
-                    now = time.perf_counter()
-                    if update.state in ("done", "cancelled", "error") or now - last < stream_every:
+                for update in lead.stream(timeout=api.timeout, every=stream_every):
+                    if update.state in ENDS:
                         continue
-                    last = now
                     text, clean_text = streamed_texts(lead.request.prompt, lead.steps)
                     yield {spans: highlighted_spans(lead.request.prompt, lead.steps), bracketed: text,
                            clean: clean_text, status: status_line(lead, started)}

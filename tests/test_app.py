@@ -19,6 +19,7 @@ SET = {"selection_threshold": 0.05, "max_tokens": 10, "min_steps": 10}
 def served(tiny_model_dir):
     """One engine, scheduler and server for the module (a fresh scheduler: its counters are ours)."""
     settings = load_settings()
+    settings.set("app.stream_interval", 0.0)  # every step streams: the test sees the text grow
     engine = Tempo(load_model(str(tiny_model_dir["llama"])), settings)
     server = Server(create_app(engine, settings), host="127.0.0.1").start()
     yield engine, server
@@ -50,9 +51,11 @@ def test_generate_streams_growing_results_and_ends_with_a_parallel_set(served, c
     streamed = job.outputs()
     assert final["stop_reason"] == "max_tokens" and "[" in final["text"] and "/" in final["text"]
     assert_same(final, alone(engine, "the cat sat on the", **SET))
-    partial = [len(o["steps"]) for o in streamed[:-1]]
-    assert len(partial) >= 2 and partial == sorted(partial) and partial[-1] <= len(final["steps"])
-    assert all(o["stop_reason"] == "running" for o in streamed[:-1])
+    partial = streamed[:-1]
+    done = [o["steps_done"] for o in partial]
+    assert len(partial) >= 2 and done == sorted(done) and done[0] < done[-1] <= len(final["steps"])
+    assert all(o["stop_reason"] == "running" and final["text"].startswith(o["text"]) for o in partial)
+    assert len(partial[0]["text"]) < len(partial[-1]["text"])
 
 
 def test_generate_batch_answers_each_input(served, client):

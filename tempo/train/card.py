@@ -59,18 +59,19 @@ validation tokens in sequences of {meta['seq_length']} ({meta['bytes_per_token']
 
 {summary['steps']} optimizer steps of {config.batch_size} x {config.grad_accumulation_steps} sequences
 ({summary['tokens_seen']:,} tokens, {summary['tokens_seen'] / max(1, meta['train_tokens']):.2f} epochs) in
-{minutes:.1f} minutes on {summary['device']} with {summary['threads']} thread(s):
+{minutes:.1f} minutes on {summary['device']} with {summary['threads']} thread(s), validation included:
 {_fmt(summary.get('tokens_per_s'))} training tokens/s. AdamW, peak learning rate {config.learning_rate:g},
 {config.warmup_steps} warmup steps, {config.lr_decay} decay to {config.min_lr_ratio:g} x peak, weight decay
-{config.weight_decay:g}, gradient clipping {config.grad_clip:g}, seed {config.seed}.
+{config.weight_decay:g}, gradient clipping {config.grad_clip:g}, seed {config.seed}. The table's validation
+loss is measured on {config.eval_batches * config.batch_size} sequences spread over the validation set.
 
-| step | train loss | val loss | lr | tokens/s |
+| step | train loss (moving average) | val loss (sample) | lr | tokens/s |
 |---|---|---|---|---|
 {history}
 
 ## Results
 
-| | validation loss (nats/token) | perplexity |
+| on all {meta['val_tokens']:,} validation tokens | loss (nats/token) | perplexity |
 |---|---|---|
 | this model | {_fmt(val)} | {_ppl(val)} |
 | unigram baseline (training token frequencies) | {_fmt(unigram)} | {_ppl(unigram)} |

@@ -78,19 +78,30 @@ def to_batch(array: np.ndarray, rows: np.ndarray, device: torch.device) -> torch
     return torch.from_numpy(np.asarray(array[rows], dtype=np.int64)).to(device)  # [B, L]
 
 
+def eval_rows(num_sequences: int, limit: int | None) -> np.ndarray:
+    """``limit`` rows spread evenly over the set (all rows when ``limit`` is None or larger): the files are
+    stored in order, so the first rows alone would measure only the first few files."""
+    if limit is None or limit >= num_sequences:
+        return np.arange(num_sequences)
+    return np.unique(np.linspace(0, num_sequences - 1, limit).round().astype(np.int64))
+
+
 @torch.no_grad()
 def estimate_loss(model: torch.nn.Module, data: np.ndarray, config: TrainConfig, device: torch.device,
-                  autocast: Callable[[], Any]) -> float:
-    """Mean loss over the first eval_batches batches of ``data`` (the same batches every time)."""
+                  autocast: Callable[[], Any], limit: int | None = None) -> float:
+    """Mean token loss over ``eval_rows(len(data), limit)`` (the same rows every time)."""
     was_training = model.training
     model.eval()
-    losses = []
-    for start in range(0, min(len(data), config.eval_batches * config.batch_size), config.batch_size):
-        ids = to_batch(data, np.arange(start, min(start + config.batch_size, len(data))), device)
+    rows = eval_rows(len(data), limit)
+    total, count = 0.0, 0
+    for start in range(0, len(rows), config.batch_size):
+        chunk = rows[start:start + config.batch_size]
+        ids = to_batch(data, chunk, device)  # [b, L]
         with autocast():
-            losses.append(float(model(input_ids=ids, labels=ids).loss))
+            total += float(model(input_ids=ids, labels=ids).loss) * len(chunk)
+        count += len(chunk)
     model.train(was_training)
-    return float(np.mean(losses))
+    return total / count
 
 
 @dataclass
@@ -223,7 +234,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         last = state.step == total_steps
         if state.step % config.eval_interval == 0 or last:
             eval_start = time.time()
-            state.val_loss = estimate_loss(model, data.val, config, device, autocast)
+            state.val_loss = estimate_loss(model, data.val, config, device, autocast,
+                                           limit=config.eval_batches * config.batch_size)
             eval_s += time.time() - eval_start
             state.best_val_loss = min(state.best_val_loss, state.val_loss)
             state.history.append({"step": state.step, "train_loss": round(loss_ema, 4),
@@ -237,6 +249,9 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         bar.close()
     state.elapsed_s = banked_s + time.time() - run_start
     train_s = time.time() - run_start - eval_s
+    # The reported loss covers every validation sequence, like the unigram baseline it is compared with.
+    full_val_loss = estimate_loss(model, data.val, config, device, autocast)
+    log.info("validation loss over all %d validation sequences: %.4f", len(data.val), full_val_loss)
     summary = {
         "steps": state.step,
         "tokens_seen": state.tokens_seen,
@@ -244,7 +259,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "tokens_per_s": round(run_tokens / max(train_s, 1e-9)) if run_tokens else None,
         "resumed_from_step": run_start_step or None,
         "train_loss": None if state.train_loss is None else round(state.train_loss, 4),
-        "val_loss": None if state.val_loss is None else round(state.val_loss, 4),
+        "val_loss": round(full_val_loss, 4),
+        "val_sequences": len(data.val),
         "best_val_loss": None if math.isinf(state.best_val_loss) else round(state.best_val_loss, 4),
         "unigram_val_loss": data.meta.get("unigram_val_loss"),
         "parameters": n_params,

@@ -55,7 +55,7 @@ class Endpoints:
         generation = settings.get("generation", {}) if settings is not None else {}
         self.max_tokens_limit = int(generation.get("max_tokens_limit", 1024))
         app = settings.get("app", {}) if settings is not None else {}
-        self.stream_interval = float(app.get("stream_interval", 0.1))
+        self.stream_interval = float(app.get("stream_interval", 0.25))
 
     def build(self, prompt: str, overrides: dict[str, Any] | None) -> GenerationRequest:
         """A validated request, or ``gr.Error`` naming the bad field."""

@@ -69,7 +69,7 @@ def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
     api = endpoints.Endpoints(scheduler, settings)
     defaults = api.defaults()
     limit = api.max_tokens_limit
-    stream_every = float(app.get("stream_interval", 0.1))
+    stream_every = float(app.get("stream_interval", 0.25))
     modes = mode_choices()
 
     with gr.Blocks(title="TEMPO — where the model hesitates") as demo:
@@ -182,11 +182,11 @@ def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
             yield final_outputs(result, results if mode_value == COMPARE else {})
 
         event = generate_btn.click(run, [prompt, mode, *components], outputs, api_name="ui_generate",
-                                   api_visibility="private",
-                                   show_progress="minimal")
-        prompt.submit(run, [prompt, mode, *components], outputs, api_name="ui_submit", api_visibility="private",
-                      show_progress="minimal")
-        stop_btn.click(None, cancels=[event], api_name="ui_stop", api_visibility="private")
+                                   api_visibility="private", show_progress="minimal")
+        submitted = prompt.submit(run, [prompt, mode, *components], outputs, api_name="ui_submit",
+                                  api_visibility="private", show_progress="minimal")
+        stop_btn.click(lambda: "⏹ Stopped: the request left the batch.", None, status, cancels=[event, submitted],
+                       api_name="ui_stop", api_visibility="private")
         refresh.click(api.model_info, None, model_json, api_name="ui_model_info", api_visibility="private")
 
         if schedule_plot is not None:

@@ -179,3 +179,19 @@ def test_rest_max_concurrent_requests_answers_503(served):
         assert second.status_code == 503 and "max_concurrent_requests" in second.json()["detail"]
     finally:
         limited.close()
+
+
+def test_pruning_and_mcts_fields_work_through_the_api(served, client):
+    engine, _ = served
+    fields = engine.request("x").to_dict()
+    if "use_retroactive_pruning" in fields:
+        pruning = {**SET, "use_retroactive_pruning": True, "attention_threshold": 0.2, "max_tokens": 12,
+                   "min_steps": 12}
+        result = client.predict("the cat sat on the", pruning, api_name="/generate")
+        assert result["settings"]["use_retroactive_pruning"] is True
+        assert any(c["attention"] is not None for s in result["steps"] for c in s["candidates"])
+        assert_same(result, alone(engine, "the cat sat on the", **pruning))
+    if "mcts_simulations" in fields:
+        search = {"mode": "mcts", "max_tokens": 4, "min_steps": 4, "mcts_simulations": 2, "mcts_depth": 2}
+        result = client.predict("the cat", search, api_name="/generate")
+        assert result["mode"] == "mcts" and len(result["steps"]) == 4

@@ -29,7 +29,7 @@ DEFAULT_EXAMPLES = [
     "for i in range(10):",
 ]
 CSS = """
-#spans, #spans * { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
+#spans { white-space: pre-wrap; }
 #status { min-height: 1.5em; }
 """
 THEME = gr.themes.Soft(primary_hue="sky", neutral_hue="slate")

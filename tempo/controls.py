@@ -72,6 +72,7 @@ SPECS: dict[str, Spec] = {
     "mcts_c_puct": Spec("c_puct", "exploration constant", 0, 10, 0.1),
     "mcts_depth": Spec("Depth", "", 1, 50, 1),
     "mcts_expand": Spec("Expand", "children per expansion", 1, 20, 1),
+    "mcts_batch": Spec("Batch", "simulations evaluated together in one forward (1 = sequential)", 1, 64, 1),
 }
 
 MAIN = ("selection_threshold", "max_tokens")
@@ -84,7 +85,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
                             "relative_attention", "multi_scale_attention", "num_layers_to_use", "sigmoid_threshold",
                             "sigmoid_steepness", "complete_pruning_mode", "preserve_isolated_tokens", "soft_pruning",
                             "dynamic_threshold", "use_relu", "final_threshold"),
-    "MCTS": ("mcts_simulations", "mcts_c_puct", "mcts_depth", "mcts_expand"),
+    "MCTS": ("mcts_simulations", "mcts_c_puct", "mcts_depth", "mcts_expand", "mcts_batch"),
 }
 NOT_CONTROLS = ("prompt", "mode")
 

@@ -195,3 +195,16 @@ def test_pruning_and_mcts_fields_work_through_the_api(served, client):
         search = {"mode": "mcts", "max_tokens": 4, "min_steps": 4, "mcts_simulations": 2, "mcts_depth": 2}
         result = client.predict("the cat", search, api_name="/generate")
         assert result["mode"] == "mcts" and len(result["steps"]) == 4
+
+
+def test_a_rest_client_that_goes_away_leaves_the_batch(served):
+    _, server = served
+    counters = server.app.state.scheduler.counters
+    cancelled = counters.requests_cancelled
+    body = {"prompt": "the cat", **SET, "max_tokens": 400, "min_steps": 400}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "generate", json=body, timeout=0.5)  # the client hangs up
+    deadline = time.monotonic() + 20
+    while counters.requests_cancelled == cancelled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counters.requests_cancelled == cancelled + 1

@@ -50,6 +50,13 @@ def test_slider_generate_and_a_parallel_set_on_the_page(server, browser, tmp_pat
     assert "the cat sat on the" in spans and "[" in spans and "/" in spans
     bracketed = page.input_value("#bracketed textarea")
     assert bracketed.startswith("the cat sat on the") and "[" in bracketed
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download JSON").click()
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert saved["prompt"] == "the cat sat on the" and saved["settings"]["selection_threshold"] == 0.05
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    assert Path(download.value.path()).read_text().startswith("step,position,rank,token_id,text,probability")
     page.get_by_role("tab", name="JSON").click()
     page.wait_for_selector("text=selection_threshold")
     page.get_by_role("tab", name="Output").click()

@@ -217,7 +217,9 @@ class Server:
 
 
 def bind_address(config: ApiConfig) -> tuple[str, int]:
-    """Host and port: Gradio's variables (set by Hugging Face Spaces) win over the settings."""
-    host = os.environ.get("GRADIO_SERVER_NAME", config.host)
-    port = int(os.environ.get("GRADIO_SERVER_PORT", config.port))
+    """Host and port: ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` win over the settings; on a Hugging
+    Face Space (``SPACE_ID`` set) the default is 0.0.0.0:7860, where the Space's proxy looks."""
+    on_space = bool(os.environ.get("SPACE_ID"))
+    host = os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space else config.host)
+    port = int(os.environ.get("GRADIO_SERVER_PORT") or (7860 if on_space else config.port))
     return host, port

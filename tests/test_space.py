@@ -111,3 +111,16 @@ def test_zerogpu_decorator_only_when_the_package_is_present(tmp_path, monkeypatc
     updates = list(job.stream())
     assert updates[-1].state == "done" and job.result.text == engine.run([request])[0].text
     assert sys.modules["spaces"].calls == ["run"]
+
+
+def test_the_server_binds_where_a_space_expects_it(monkeypatch):
+    from tempo.api import ApiConfig, bind_address
+
+    for name in ("SPACE_ID", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    config = ApiConfig(host="127.0.0.1", port=8000)
+    assert bind_address(config) == ("127.0.0.1", 8000)
+    monkeypatch.setenv("SPACE_ID", "someone/tempo")
+    assert bind_address(config) == ("0.0.0.0", 7860)
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    assert bind_address(config) == ("0.0.0.0", 7861)

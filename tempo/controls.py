@@ -114,7 +114,7 @@ def control(name: str, default: Any, max_tokens_limit: int = 1024) -> gr.compone
     if kind == "bool":
         return gr.Checkbox(value=bool(default), **common)
     if kind in ("int", "float"):
-        maximum = max_tokens_limit if name == "max_tokens" else spec.maximum
+        maximum = max_tokens_limit if name in ("max_tokens", "min_steps") else spec.maximum
         if spec.minimum is not None and maximum is not None:
             lo, hi = min(spec.minimum, default), max(maximum, default)
             return gr.Slider(lo, hi, value=default, step=spec.step or (1 if kind == "int" else 0.01), **common)

@@ -77,10 +77,10 @@ def test_stop_cancels_the_running_generation(server, browser):
     page.fill("#ctl-max_tokens input[type=number]", "1000")
     page.keyboard.press("Enter")
     page.get_by_text("Sampling", exact=True).click()  # open the accordion
-    page.fill("#ctl-min_steps input[type=number]", "100")
+    page.fill("#ctl-min_steps input[type=number]", "1000")
     page.keyboard.press("Enter")
     page.click("#generate")
-    page.wait_for_selector("#status:has-text('step')", timeout=60_000)
+    page.wait_for_selector("#status:has-text('▶ step')", timeout=60_000)  # running, not finished
     page.click("#stop")
     for _ in range(200):
         if counters.requests_cancelled > cancelled:

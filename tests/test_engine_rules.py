@@ -90,7 +90,8 @@ def test_text_brackets_sets_and_clean_text_takes_the_top(engine):
     result = engine.generate(PROMPT, max_tokens=8, selection_threshold=0.05)
     assert "[" in result.text and "/" in result.text
     tok = engine.loaded.tokenizer
-    assert result.clean_text == tok.decode([s.candidates[0].token_id for s in result.steps])
+    assert result.clean_text == "".join(s.candidates[0].text for s in result.steps)
+    assert result.clean_text.split() == tok.decode([s.candidates[0].token_id for s in result.steps]).split()
 
 
 def test_format_rules():

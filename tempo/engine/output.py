@@ -34,7 +34,8 @@ def bracketed_text(steps: list[Step]) -> str:
     return "".join(format_set([c.text for c in step.kept]) for step in steps if step.kept)
 
 
-def clean_ids(steps: list[Step]) -> list[int]:
+def clean_text(steps: list[Step]) -> str:
     """The first kept token of each step: sets are ordered highest probability first (for MCTS: the
-    appended, most visited child first), so this is the token the context continued with."""
-    return [step.kept[0].token_id for step in steps if step.kept]
+    appended, most visited child first), so this is the path the context continued with. Joined from
+    the token texts, so ``prompt + clean_text`` reads like ``prompt + text``."""
+    return "".join(step.kept[0].text for step in steps if step.kept)

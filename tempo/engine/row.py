@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from tempo.engine.output import bracketed_text, clean_ids, token_text
+from tempo.engine.output import bracketed_text, clean_text, token_text
 from tempo.engine.schedules import threshold_at
 from tempo.request import GenerationRequest
 from tempo.result import KEPT, Candidate, GenerationResult, ModelInfo, Step, Timing
@@ -110,7 +110,7 @@ def build_result(row: Row, tokenizer: Any, model_info: dict[str, Any]) -> Genera
         prompt=row.request.prompt,
         mode=row.request.mode,
         text=bracketed_text(steps),
-        clean_text=tokenizer.decode(clean_ids(steps)),
+        clean_text=clean_text(steps),
         steps=steps,
         settings=row.request.to_dict() | {"prompt_tokens": len(row.prompt_ids)},
         timing=timing,

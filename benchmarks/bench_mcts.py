@@ -51,11 +51,11 @@ def measure(engine: Tempo, request) -> None:
     calls, prefills = [], []
     original = engine.adapter.forward
 
-    def counting(input_ids, position_ids, mask, cache, last_only=False):
+    def counting(input_ids, position_ids, mask, cache, **options):
         calls.append(1)
         if int(position_ids[0, 0]) == 0:
             prefills.append(1)
-        return original(input_ids, position_ids, mask, cache, last_only)
+        return original(input_ids, position_ids, mask, cache, **options)
 
     engine.adapter.forward = counting
     start = time.perf_counter()

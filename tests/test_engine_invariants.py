@@ -109,9 +109,9 @@ def test_positions_every_token_of_step_s_sits_at_p_plus_s(engine, monkeypatch):
     seen = []
     original = engine.adapter.forward
 
-    def recording(input_ids, position_ids, mask, cache, last_only=False):
+    def recording(input_ids, position_ids, mask, cache, **options):
         seen.append(position_ids.clone())
-        return original(input_ids, position_ids, mask, cache, last_only)
+        return original(input_ids, position_ids, mask, cache, **options)
 
     monkeypatch.setattr(engine.adapter, "forward", recording)
     results = engine.generate_batch(PROMPTS[:2], selection_threshold=0.05, max_tokens=6)
@@ -196,3 +196,18 @@ def test_default_mode_samples_with_the_seed(engine):
     assert len({str(run) for run in runs.values()}) > 1  # the seed matters
     greedy = tokens(engine.generate(PROMPTS[0], mode="default", temperature=0.0, max_tokens=12))
     assert greedy == tokens(engine.generate(PROMPTS[0], selection_threshold=0.6, max_tokens=12))
+
+
+def test_filler_slots_skip_the_head_but_real_slots_do_not_change(engine):
+    """Rows padded to the batch's largest set get no logits for filler slots; real slots match the full head."""
+    requests = [engine.request(PROMPTS[0], selection_threshold=0.05, max_tokens=3),
+                engine.request(PROMPTS[1], temperature=0.0, max_tokens=3)]
+    batch = Batch(engine.adapter, engine.loaded.tokenizer, engine.eos_ids, engine.pad_id)
+    batch.add(requests)
+    batch.step()
+    sizes = [len(row.sets[-1].tokens) for row in batch.rows]
+    assert sizes[1] == 1 and sizes[0] > 1
+    assert (batch.logits[1, 1:] == 0).all()  # filler: no head computed
+    for b, row in enumerate(batch.rows):
+        for i, token in enumerate(row.sets[-1].tokens):
+            assert_close(batch.logits[b, i], last_logits(engine, row.prompt_ids + [token]), atol=1e-4, rtol=0)

@@ -117,9 +117,9 @@ def test_prompt_prefilled_once_and_forward_budget(engine, monkeypatch):
     calls = []
     original = engine.adapter.forward
 
-    def counting(input_ids, position_ids, mask, cache, last_only=False):
+    def counting(input_ids, position_ids, mask, cache, **options):
         calls.append((int(position_ids[0, 0]), input_ids.shape[1]))
-        return original(input_ids, position_ids, mask, cache, last_only)
+        return original(input_ids, position_ids, mask, cache, **options)
 
     monkeypatch.setattr(engine.adapter, "forward", counting)
     sims, depth, steps = 6, 3, 5
@@ -230,9 +230,9 @@ def test_waves_cut_forward_calls_and_stay_deterministic(engine, monkeypatch):
     calls = []
     original = engine.adapter.forward
 
-    def counting(input_ids, position_ids, mask, cache, last_only=False):
+    def counting(input_ids, position_ids, mask, cache, **options):
         calls.append(input_ids.shape)
-        return original(input_ids, position_ids, mask, cache, last_only)
+        return original(input_ids, position_ids, mask, cache, **options)
 
     monkeypatch.setattr(engine.adapter, "forward", counting)
     settings = dict(mode="mcts", max_tokens=4, mcts_simulations=10, mcts_depth=3, temperature=1.0, seed=3)

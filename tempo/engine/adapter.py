@@ -6,6 +6,9 @@ from typing import Any
 import torch
 
 
+PLAIN_HEAD_MODELS = {"llama", "qwen2", "qwen3", "mistral"}
+
+
 class ModelAdapter:
     """A causal LM seen as: tokens + positions + 4D mask + cache -> logits + cache."""
 
@@ -19,6 +22,10 @@ class ModelAdapter:
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
         self.forward_calls = 0
+        config = model.config.get_text_config()
+        self.vocab_size = config.vocab_size
+        # Heads known to be logits = lm_head(hidden) with nothing after (no soft-capping, no scale).
+        self.plain_head = config.model_type in PLAIN_HEAD_MODELS and not getattr(config, "final_logit_softcapping", None)
 
     @torch.inference_mode()
     def forward(
@@ -28,9 +35,22 @@ class ModelAdapter:
         mask: torch.Tensor | None,  # [B, 1, Q, T + Q] additive float; None: plain causal
         cache: Any | None,
         last_only: bool = False,
+        needed: torch.Tensor | None = None,  # [B, Q] bool: slots whose logits the caller reads
     ) -> tuple[torch.Tensor, Any]:
-        """Logits ``[B, Q, V]`` (``[B, 1, V]`` with ``last_only``) as float32, and the grown cache."""
+        """Logits ``[B, Q, V]`` (``[B, 1, V]`` with ``last_only``) as float32, and the grown cache.
+
+        With ``needed`` (and a model whose head is a plain projection) only those slots get logits;
+        the others are 0. A batch pads every row to the largest set, so this skips the output
+        projection — the costliest matrix of a small model — for filler slots.
+        """
         self.forward_calls += 1
+        if needed is not None and self.plain_head and not bool(needed.all()):
+            out = self.model.base_model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
+                                        past_key_values=cache, use_cache=True)
+            hidden = out.last_hidden_state  # [B, Q, H]
+            logits = hidden.new_zeros(*hidden.shape[:2], self.vocab_size, dtype=torch.float32)
+            logits[needed] = self.model.get_output_embeddings()(hidden[needed]).float()
+            return logits, out.past_key_values
         out = self.model(
             input_ids=input_ids,
             position_ids=position_ids,

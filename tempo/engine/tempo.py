@@ -225,7 +225,8 @@ class Batch:
                                     self.key_bias if self.soft else None)  # [B, 1, K, T+K]
         layers = {layer for plan in self.plans if plan is not None for layer in plan[0]}
         with capture(layers) as self.attention:  # empty set: every layer stays on SDPA
-            self.logits, self.cache = self.adapter.forward(input_ids, positions, mask, self.cache)  # [B, K, V]
+            self.logits, self.cache = self.adapter.forward(input_ids, positions, mask, self.cache,
+                                                          needed=real)  # [B, K, V]
         self.visible = torch.cat([self.visible, real], dim=-1)
         self.key_bias = torch.cat([self.key_bias, torch.zeros(real.shape, device=dev)], dim=-1)
         self.set_probs, self.kept = probs, real

@@ -33,7 +33,10 @@ def main() -> None:
     parser.add_argument("--random-llama", action="store_true")
     parser.add_argument("--prompt", default="def read_config(path):")
     parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = load_settings()
     model_id = random_llama(Path(tempfile.mkdtemp()) / "r") if args.random_llama else (

@@ -138,9 +138,13 @@ def create_app(engine: Tempo, settings: Any = None, scheduler: Scheduler | None 
     async def generate(body: Body, request: Request) -> JSONResponse:  # type: ignore[valid-type]
         """The request JSON of TEMPO_SPEC (``prompt`` + any request field) -> the result JSON."""
         values = body.model_dump(exclude_none=True)
+        client = request.client.host if request.client else "?"
+        log.debug("POST /generate from %s: %d prompt characters, fields %s", client, len(values.get("prompt", "")),
+                  sorted(k for k in values if k != "prompt"))
         try:
             generation = build_request(values.pop("prompt"), settings, **values)
         except RequestError as exc:
+            log.debug("POST /generate from %s: 422 %s", client, exc)
             return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
         if not slots.acquire(blocking=False):
             raise HTTPException(503, f"max_concurrent_requests: {config.max_concurrent_requests} generations "
@@ -160,6 +164,8 @@ def create_app(engine: Tempo, settings: Any = None, scheduler: Scheduler | None 
                 return JSONResponse({"detail": str(job.error), "field": job.error.field}, status_code=422)
             if job.error is not None:
                 raise job.error
+            log.debug("POST /generate from %s: 200, %d steps in %.3f s (%s)", client, len(job.result.steps),
+                      job.result.timing.total_s, job.result.stop_reason)
             return JSONResponse(job.result.to_dict())
         finally:
             slots.release()

@@ -33,20 +33,35 @@ class LoadedModel:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: cuda > mps > cpu. Anything else is taken as given (``cpu``, ``cuda:1``)."""
+    """``auto``: cuda > mps > cpu. Anything else is taken as given (``cpu``, ``cuda:1``).
+    The choice and its reason are logged at INFO ("Using CPU (model.device = auto: CUDA not available)")."""
     if name in ("auto", "", None):
         if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+            device, reason = torch.device("cuda"), "model.device = auto: CUDA available"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device, reason = torch.device("mps"), "model.device = auto: CUDA not available"
+        else:
+            device, reason = torch.device("cpu"), "model.device = auto: CUDA not available, MPS not available"
+        log.info("Using %s (%s)", describe_device(device), reason)
+        return device
     try:
         device = torch.device(name)
     except RuntimeError:
         raise ModelLoadError(f"model.device must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"model.device is {name!r} but no CUDA device is available")
+    log.info("Using %s (model.device = %s)", describe_device(device), name)
     return device
+
+
+def describe_device(device: torch.device) -> str:
+    """``CUDA device 0 (NVIDIA H100 80GB HBM3)``, ``MPS device`` or ``CPU``."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"CUDA device {index} ({torch.cuda.get_device_name(index)})"
+    if device.type == "mps":
+        return "MPS device"
+    return "CPU" if device.type == "cpu" else str(device)
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -89,6 +104,7 @@ def load_model(
         common["revision"] = revision
     if cache_dir:
         common["cache_dir"] = str(Path(cache_dir).expanduser())
+    log.debug("loading %s from %s as %s (%s)", model_id, path, dtype, common)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=use_fast_tokenizer, **common)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", **common)
@@ -96,6 +112,9 @@ def load_model(
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"could not load model {model_id!r}: {reason}") from None
     model.to(target).eval()
+    config = model.config.get_text_config()
+    log.debug("%s: %s, %d layers, %d heads, vocabulary %d, tokenizer %s", model_id, config.model_type,
+              config.num_hidden_layers, config.num_attention_heads, config.vocab_size, type(tokenizer).__name__)
     log.info("loaded %s on %s (%s, %.1fM parameters)", model_id, target, dtype,
              sum(p.numel() for p in model.parameters()) / 1e6)
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, device=target, dtype=dtype)

@@ -188,6 +188,8 @@ class Scheduler:
             self._fail(jobs, exc)
             return
         self.counters.batches_run += was_empty
+        log.debug("requests %s joined the batch (%d rows now; prompt tokens %s)", [j.key for j in jobs],
+                  len(self._batch.rows), [len(row.prompt_ids) for row in rows])
         for job, row in zip(jobs, rows):
             job._context = list(row.prompt_ids)
             job._push(Update("running"))
@@ -208,6 +210,7 @@ class Scheduler:
             searched[0] = time.perf_counter()
 
         job._push(Update("running"))
+        log.debug("request %s (%s) runs alone, between the batch's steps", job.key, job.request.mode)
         try:
             result = self.engine.run([job.request], on_step=on_step)[0]
         except _Cancelled:
@@ -248,6 +251,8 @@ class Scheduler:
                 c.requests_cancelled += 1
             else:
                 c.requests_done += 1
+            log.debug("request %s left the batch after %d steps (%s); %d rows stay", row.key, len(row.sets),
+                      row.stop_reason, len(self._batch.rows))
             job._finish(build_result(row, self.engine.loaded.tokenizer, info))
         self._batch.finished.clear()
 

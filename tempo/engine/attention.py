@@ -9,6 +9,7 @@ and record the probabilities averaged over heads, ``[B, Q, T]``.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -19,6 +20,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 NAME = "tempo"
 _state = threading.local()
+log = logging.getLogger(__name__)
 
 
 def tempo_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -36,6 +38,9 @@ def tempo_attention(module, query, key, value, attention_mask, dropout=0.0, scal
         scores = scores + attention_mask[..., : key.shape[-2]]
     probs = torch.softmax(scores.float(), dim=-1)
     _state.weights[layer] = probs.mean(dim=1)  # [B, Q, T]
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("layer %d: attention probabilities recorded, %s queries x keys per row (%d heads, %s mask)",
+                  layer, list(probs.shape[2:]), probs.shape[1], "no" if attention_mask is None else "4D")
     output = torch.matmul(probs.to(value.dtype), value).transpose(1, 2).contiguous()
     return output, None
 
@@ -47,6 +52,8 @@ AttentionInterface.register(NAME, tempo_attention)
 def capture(layers: set[int]) -> Iterator[dict[int, torch.Tensor]]:
     """Record the head-averaged attention probabilities of ``layers`` during the forwards inside."""
     weights: dict[int, torch.Tensor] = {}
+    if layers:
+        log.debug("capturing the attention of layers %s (the others stay on SDPA)", sorted(layers))
     _state.layers, _state.weights = set(layers), weights
     try:
         yield weights

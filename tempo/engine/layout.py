@@ -10,7 +10,11 @@ transformers' eager attention silently mishandles a boolean 4D mask.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -33,6 +37,8 @@ def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device | str =
         input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
         visible[row, width - len(ids):] = True
     position_ids = (visible.long().cumsum(-1) - 1).clamp(min=0)
+    log.debug("prefill of %d rows, left-padded to %d: positions 0..P-1 for prompt lengths %s", len(prompts),
+              width, [len(p) for p in prompts])
     return input_ids.to(device), visible.to(device), position_ids.to(device)
 
 
@@ -75,7 +81,11 @@ def step_mask(
 
 def step_positions(prompt_lengths: torch.Tensor, steps: torch.Tensor, k: int) -> torch.Tensor:
     """Every token of step ``s`` of a row with ``P`` prompt tokens sits at ``P + s``: ``[B, K]``."""
-    return (prompt_lengths + steps)[:, None].expand(-1, k)
+    positions = (prompt_lengths + steps)[:, None].expand(-1, k)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("step positions: the %d slots of each row's set share position %s (steps %s)", k,
+                  positions[:, 0].tolist(), steps.tolist())
+    return positions
 
 
 def paths_mask(past: int, real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -29,6 +29,7 @@ no forward), divided by the wave size.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from tempo.engine.adapter import ModelAdapter
 from tempo.engine.prompting import encode_prompt
 from tempo.engine.row import Row, SetRecord
 from tempo.request import GenerationRequest
+
+log = logging.getLogger(__name__)
 
 
 VIRTUAL_LOSS = math.log(1e-3)
@@ -234,12 +237,20 @@ class MctsSearch:
         shown = [best] + [c for c in others if c.visits / total >= threshold and c.token not in self.eos_ids]
         self.row.sets.append(SetRecord([c.token for c in shown], [c.prior for c in shown], threshold,
                                        visits=[c.visits for c in shown], values=[c.q for c in shown]))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("step %d: %d simulations; children (token, prior, visits, Q) %s -> token %d",
+                      len(self.row.sets) - 1, self.request.mcts_simulations,
+                      [(c.token, round(c.prior, 3), c.visits, round(c.q, 3)) for c in root.children], best.token)
         return best
 
     def run(self) -> Row:
         start = time.perf_counter()
         logits = self._extend(self.row.prompt_ids)  # the prompt, once
         self.cached = len(self.row.prompt_ids)
+        r = self.request
+        log.debug("search of request %s: %d prompt tokens, %d simulations a step (batch %d), c_puct %g, "
+                  "depth %d, expand %d", self.row.key, self.cached, r.mcts_simulations, r.mcts_batch,
+                  r.mcts_c_puct, r.mcts_depth, r.mcts_expand)
         now = time.perf_counter()
         self.row.prefill_s, self.row.decode_start = now - start, now
         root = Node(None, 1.0, 0, distribution=self._distribution(logits, [], 0))

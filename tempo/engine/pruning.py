@@ -8,6 +8,7 @@ says which cache slots later queries must no longer see.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ import torch
 
 from tempo.request import GenerationRequest
 from tempo.result import KEPT, PRUNED, REMOVED
+
+log = logging.getLogger(__name__)
 
 
 def layer_plan(n_layers: int, num_layers_to_use: int, multi_scale: bool) -> tuple[list[int], torch.Tensor]:
@@ -29,7 +32,10 @@ def layer_plan(n_layers: int, num_layers_to_use: int, multi_scale: bool) -> tupl
     else:
         count = min(3, n_layers)
         weights = torch.ones(count)
-    return list(range(n_layers - count, n_layers)), weights / weights.sum()
+    layers, weights = list(range(n_layers - count, n_layers)), weights / weights.sum()
+    log.debug("attention read from layers %s with weights %s (%s)", layers, [round(w, 3) for w in weights.tolist()],
+              "multi-scale" if multi_scale else "plain mean")
+    return layers, weights
 
 
 def attention_signal(per_layer: torch.Tensor, layer_weights: torch.Tensor, query_weights: torch.Tensor) -> torch.Tensor:
@@ -78,6 +84,7 @@ def prune_sets(sets: list, signal: torch.Tensor, step: int, threshold: float, re
     whose candidates were the queries. Statuses only move away from ``kept``.
     """
     change = Pruned()
+    debug = log.isEnabledFor(logging.DEBUG)
     for record in sets[:-1]:
         kept = record.kept
         if not kept or (len(kept) < 2 and request.preserve_isolated_tokens):
@@ -102,6 +109,10 @@ def prune_sets(sets: list, signal: torch.Tensor, step: int, threshold: float, re
             best = max(kept, key=lambda i: record.probs[i])
             _mark(record, [i for i in kept if i != best], PRUNED, step, change)
             record.unattended = record.unattended or request.complete_pruning_mode == "keep_unattended"
+        if debug:
+            log.debug("step %d judges tokens %s: attention %s, threshold %.4f -> %s%s", step,
+                      [record.tokens[i] for i in kept], [round(float(v), 4) for v in values], threshold,
+                      [record.status[i] for i in kept], " (unattended)" if record.unattended else "")
     return change
 
 

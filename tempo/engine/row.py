@@ -1,6 +1,7 @@
 """One request's state while it generates, and its result (TEMPO_SPEC section 8)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -8,8 +9,12 @@ import torch
 
 from tempo.engine.output import bracketed_text, clean_text, token_text
 from tempo.engine.schedules import threshold_at
+from tempo.logs import TIMING
 from tempo.request import GenerationRequest
 from tempo.result import KEPT, Candidate, GenerationResult, ModelInfo, Step, Timing
+
+log = logging.getLogger(__name__)
+timing_log = logging.getLogger(TIMING)
 
 
 @dataclass
@@ -36,6 +41,9 @@ class SetRecord:
         self.attention = self.attention or [None] * n
         self.visits = self.visits or [None] * n
         self.values = self.values or [None] * n
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("set recorded: tokens %s, probabilities %s, selection threshold %.4f", self.tokens,
+                      [round(p, 4) for p in self.probs], self.selection_threshold)
 
     @property
     def kept(self) -> list[int]:
@@ -106,6 +114,12 @@ def build_result(row: Row, tokenizer: Any, model_info: dict[str, Any]) -> Genera
     total = row.prefill_s + decode_s
     timing = Timing(prefill_s=row.prefill_s, decode_s=decode_s, pruning_s=row.pruning_s, total_s=total,
                     tokens_per_s=len(steps) / total if total > 0 else 0.0)
+    log.debug("request %s (%s): %d prompt tokens, %d steps, %d tokens kept, stopped by %s", row.key,
+              row.request.mode, len(row.prompt_ids), len(steps), len(context) - len(row.prompt_ids),
+              row.stop_reason or "max_tokens")
+    timing_log.debug("request %s (%s): prefill %.4f s, decode %.4f s, pruning %.4f s, total %.4f s, %.1f steps/s",
+                     row.key, row.request.mode, timing.prefill_s, timing.decode_s, timing.pruning_s, timing.total_s,
+                     timing.tokens_per_s)
     return GenerationResult(
         prompt=row.request.prompt,
         mode=row.request.mode,

@@ -10,7 +10,11 @@ so requests with different settings share one pass.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def suppress_tokens(logits: torch.Tensor, rows: list[bool], token_ids: list[int]) -> torch.Tensor:
@@ -86,6 +90,9 @@ def top_k_top_p(p: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, need:
     k = torch.where(top_k > 0, top_k.clamp(max=vocab), torch.zeros_like(top_k))  # 0: no top-k
     full = bool(((k == 0) & (top_p < 1.0)).any())
     width = vocab if full else int(torch.maximum(k, need).max().clamp(max=vocab))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("top-k/top-p over the %d highest of %d tokens (top_k %s, top_p %s)", width, vocab,
+                  top_k.tolist(), [round(v, 3) for v in top_p.tolist()])
     if width == vocab:
         sorted_p, sorted_ids = p.sort(dim=-1, descending=True)
     else:
@@ -115,4 +122,9 @@ def set_sizes(sorted_p: torch.Tensor, threshold: torch.Tensor, max_parallel: tor
     """
     passing = ((sorted_p >= threshold[:, None]) & (sorted_p > 0)).sum(-1)
     sizes = passing.clamp(min=1).minimum(max_parallel)
-    return torch.where(single, torch.ones_like(sizes), sizes)
+    sizes = torch.where(single, torch.ones_like(sizes), sizes)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("set sizes %s: %s tokens pass thresholds %s (cap %s; top probabilities %s)", sizes.tolist(),
+                  passing.tolist(), [round(t, 4) for t in threshold.tolist()], max_parallel.tolist(),
+                  [[round(p, 4) for p in row] for row in sorted_p[:, :4].tolist()])
+    return sizes

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from tempo.config import default_settings
 from tempo.engine.adapter import ModelAdapter
 from tempo.engine.mcts import MctsSearch
+from tempo.engine.prompt_cache import PromptCache, supports
 from tempo.engine.row import Row, build_result
 from tempo.engine.tempo import Batch, StepCallback
 from tempo.model import LoadedModel, load_from_settings
@@ -54,6 +55,12 @@ class Tempo:
         self.adapter = ModelAdapter(loaded.model)
         self.eos_ids, self.pad_id = special_ids(loaded, settings)
         self._lock = threading.Lock()
+        self.prompt_cache = PromptCache.from_settings(settings)
+        """Prefills by prompt token ids, shared by every batch and search on this model; None: off."""
+        if self.prompt_cache is not None and not supports(loaded.model):
+            log.debug("prompt cache off: %s keeps more than plain keys and values per slot",
+                      type(loaded.model).__name__)
+            self.prompt_cache = None
 
     @classmethod
     def from_settings(cls, settings: Any = None, model_id: str | None = None) -> "Tempo":
@@ -72,20 +79,20 @@ class Tempo:
         rows: dict[int, Row] = {}
         with self._lock:
             if batched:
-                done = Batch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, on_step).run(
-                    [requests[i] for i in batched])
+                done = Batch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, on_step,
+                             self.prompt_cache).run([requests[i] for i in batched])
                 rows.update(zip(batched, done))
             for i, request in enumerate(requests):  # tree searches run one at a time
                 if request.mode == "mcts":
                     rows[i] = MctsSearch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, request,
-                                         i, on_step).run()
+                                         i, on_step, self.prompt_cache).run()
         info = self.loaded.info()
         return [build_result(rows[i], self.loaded.tokenizer, info) for i in range(len(requests))]
 
     def compare(self, prompt: str, **settings: Any) -> dict[str, GenerationResult]:
         """One prompt in every mode, for side-by-side views: TEMPO, TEMPO with pruning, MCTS and
         default greedy. ``settings`` apply to all (``mode``, ``use_retroactive_pruning`` and, for the
-        greedy run, ``temperature`` are set per mode)."""
+        greedy run, ``temperature`` are set per mode). With the prompt cache the prompt is prefilled once."""
         settings = {k: v for k, v in settings.items() if k not in ("mode", "use_retroactive_pruning")}
         requests = {
             "tempo": self.request(prompt, **settings, mode="tempo", use_retroactive_pruning=False),

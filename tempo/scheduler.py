@@ -60,7 +60,8 @@ class Scheduler:
 
     def _new_batch(self) -> Batch:
         e = self.engine
-        return Batch(e.adapter, e.loaded.tokenizer, e.eos_ids, e.pad_id, on_step=self._on_step)
+        return Batch(e.adapter, e.loaded.tokenizer, e.eos_ids, e.pad_id, on_step=self._on_step,
+                     prompt_cache=e.prompt_cache)
 
     # --- the callers' side ----------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> Job:

@@ -14,9 +14,10 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from tempo.engine import layout, pruning, sampling
+from tempo.engine import layout, prompt_cache, pruning, sampling
 from tempo.engine.adapter import ModelAdapter
 from tempo.engine.attention import capture
+from tempo.engine.prompt_cache import PromptCache
 from tempo.engine.prompting import encode_prompt
 from tempo.engine.row import Row, SetRecord
 from tempo.errors import RequestError
@@ -34,14 +35,16 @@ STATE = ("visible", "key_bias", "prompt_len", "seen", "logits", "set_probs", "ke
 class Batch:
     """Rows generating together over one KV cache.
 
-    ``add`` prefills new requests and merges them in (at a step boundary);
+    ``add`` prefills new requests and merges them in (at a step boundary), taking the prompts that
+    ``prompt_cache`` holds from it (engine/prompt_cache.py) and prefilling each distinct other prompt once;
     ``step`` advances every row by one logical step; finished and cancelled
     rows leave. ``run`` drives a fixed list of requests to the end.
     """
 
     def __init__(self, adapter: ModelAdapter, tokenizer: Any, eos_ids: Iterable[int], pad_id: int,
-                 on_step: StepCallback | None = None):
+                 on_step: StepCallback | None = None, prompt_cache: PromptCache | None = None):
         self.adapter = adapter
+        self.prompt_cache = prompt_cache
         self.tokenizer = tokenizer
         self.eos_ids = sorted(set(eos_ids))
         self.pad_id = pad_id
@@ -69,7 +72,8 @@ class Batch:
                       if r.use_retroactive_pruning else None for r in req]
 
     def add(self, requests: list[GenerationRequest], keys: list[Any] | None = None) -> list[Row]:
-        """Prefill ``requests`` (one forward over their prompts) and merge them into the batch."""
+        """Prefill ``requests`` (one forward over their prompts, or over those the prompt cache does not
+        hold) and merge them into the batch."""
         keys = list(range(len(requests))) if keys is None else keys
         for request in requests:
             if request.use_retroactive_pruning and request.num_layers_to_use > self.adapter.num_layers:
@@ -81,9 +85,8 @@ class Batch:
                 row.generator = torch.Generator().manual_seed(row.request.seed)
         start = time.perf_counter()
         dev = self.adapter.device
-        input_ids, visible, positions = layout.left_pad([r.prompt_ids for r in rows], self.pad_id, dev)
-        mask = layout.prefill_mask(visible, self.adapter.dtype)
-        logits, cache = self.adapter.forward(input_ids, positions, mask, None, last_only=True)
+        _, visible, _ = layout.left_pad([r.prompt_ids for r in rows], self.pad_id, dev)
+        logits, cache = self._prefill([row.prompt_ids for row in rows])
         vocab = logits.shape[-1]
         seen = torch.zeros(len(rows), vocab, dtype=torch.bool, device=dev)  # [B, V]
         for b, row in enumerate(rows):
@@ -108,6 +111,45 @@ class Batch:
             self._merge(rows, cache, state)
         self._settings()
         return rows
+
+    def _prefill(self, prompts: list[list[int]]) -> tuple[torch.Tensor, Any]:
+        """The last logits ``[B, 1, V]`` and the left-padded cache of ``prompts``: one forward over them,
+        or, with a prompt cache, one forward over the distinct prompts it does not hold."""
+        if self.prompt_cache is None:
+            return self._forward_prompts(prompts)
+        distinct = list(dict.fromkeys(tuple(ids) for ids in prompts))
+        entries = {ids: self.prompt_cache.get(ids) for ids in distinct}
+        missing = [ids for ids in distinct if entries[ids] is None]
+        if len(missing) == len(prompts):  # every row a distinct miss: the forward's cache is the batch's
+            logits, cache = self._forward_prompts(prompts)
+            self._store(missing, logits, cache)
+            return logits, cache
+        if missing:
+            logits, cache = self._forward_prompts([list(ids) for ids in missing])
+            stored = self._store(missing, logits, cache)
+            if stored is None:
+                return self._forward_prompts(prompts)
+            entries.update(stored)
+        return prompt_cache.build_cache([entries[tuple(ids)] for ids in prompts], self.adapter.model.config)
+
+    def _forward_prompts(self, prompts: list[list[int]]) -> tuple[torch.Tensor, Any]:
+        """One forward over the left-padded ``prompts``: last logits ``[B, 1, V]`` and the cache."""
+        input_ids, visible, positions = layout.left_pad(prompts, self.pad_id, self.adapter.device)
+        mask = layout.prefill_mask(visible, self.adapter.dtype)
+        return self.adapter.forward(input_ids, positions, mask, None, last_only=True)
+
+    def _store(self, prompts: list[tuple[int, ...]], logits: torch.Tensor, cache: Any) -> dict | None:
+        """Put every row of a prefill into the prompt cache; the entries by prompt. A cache that is not
+        plain keys and values turns the prompt cache off for this batch (None)."""
+        if not prompt_cache.plain(cache):
+            log.warning("prompt cache off: the model's cache is a %s, not plain keys and values", type(cache).__name__)
+            self.prompt_cache = None
+            return None
+        entries = {}
+        for b, ids in enumerate(prompts):
+            keys, values = prompt_cache.row_entry(cache, b, len(ids))
+            entries[ids] = self.prompt_cache.put(ids, keys, values, logits[b:b + 1])
+        return entries
 
     def _merge(self, rows: list[Row], cache: Any, state: dict[str, torch.Tensor]) -> None:
         """Append rows to the batch: the shorter cache is left-padded with invisible slots,

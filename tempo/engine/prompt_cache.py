@@ -1,0 +1,185 @@
+"""The prompt cache: a prompt's keys, values and last logits, kept so that running it again skips the prefill.
+
+Re-running a prompt with other thresholds (or in another mode: ``Tempo.compare``) starts from the
+same prefill, since the prefill depends on the prompt's token ids alone. An entry holds, for one
+prompt without padding, every layer's keys and values ``[1, H, P, D]`` and the logits of the last
+position ``[1, 1, V]`` (float32). Entries are keyed by the token-id tuple (the ids already reflect
+the chat template, ``enable_thinking`` and ``system_content``), kept in least-recently-used order
+and evicted past ``size`` entries or ``max_bytes`` bytes. One cache per model (``Tempo``): the
+batches of ``Tempo.run``, the scheduler's batch and the tree search share it.
+
+Stored tensors are private copies and never handed out: ``build_cache`` copies them into a fresh
+``DynamicCache``, so the in-place cache operations of the loops (``concat_rows``, ``select_rows``,
+``truncate``) cannot change an entry. Only caches whose layers are all plain ``DynamicLayer`` are
+cached (sliding-window, state-space and hybrid caches keep more than keys and values per slot);
+``supports`` says whether a model's are. The cache assumes fixed weights: ``clear`` it after
+changing them.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+log = logging.getLogger(__name__)
+
+GIB = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One prompt's prefill: per-layer keys and values ``[1, H, P, D]`` and last logits ``[1, 1, V]``."""
+
+    keys: tuple[torch.Tensor, ...]
+    values: tuple[torch.Tensor, ...]
+    logits: torch.Tensor
+    nbytes: int
+
+    @property
+    def length(self) -> int:
+        return self.keys[0].shape[2]
+
+
+class PromptCache:
+    """Least-recently-used map from a prompt's token ids to its ``Entry``; thread-safe.
+
+    ``size`` bounds the entries (0: nothing is kept), ``max_bytes`` the bytes of all kept tensors.
+    """
+
+    def __init__(self, size: int = 16, max_bytes: float = 10 * GIB):
+        if size < 0 or max_bytes < 0:
+            raise ValueError(f"size and max_bytes must be >= 0, got {size} and {max_bytes}")
+        self.size = int(size)
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[tuple[int, ...], Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = self.evictions = 0
+        self.bytes = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "PromptCache | None":
+        """The ``[cache]`` section's prompt cache, or None when ``enable_prompt_cache`` is false, the size
+        is 0 or there are no settings at all (an engine built bare, as in the tests, prefills every time).
+        Missing keys take the defaults (on, 16 entries, 10 GiB); only ``"lru"`` eviction exists."""
+        if settings is None:
+            return None
+        section = _section(settings, "cache")
+        if not bool(section.get("enable_prompt_cache", True)):
+            return None
+        size = int(section.get("prompt_cache_size", 16))
+        policy = str(section.get("cache_eviction_policy", "lru")).lower()
+        if policy != "lru":
+            raise ValueError(f"cache.cache_eviction_policy must be lru, got {policy}")
+        if size == 0:
+            return None
+        return cls(size, float(section.get("max_cache_size_gb", 10.0)) * GIB)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, ids: Any) -> bool:
+        return tuple(ids) in self._entries
+
+    def get(self, ids: Any) -> Entry | None:
+        """The entry of these prompt ids (now the most recently used), or None; counts a hit or a miss."""
+        key = tuple(ids)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._entries.move_to_end(key)
+        log.debug("prompt cache %s: %d tokens (%d entries, %.1f MiB)", "hit" if entry else "miss", len(key),
+                  len(self._entries), self.bytes / 2 ** 20)
+        return entry
+
+    def put(self, ids: Any, keys: list[torch.Tensor], values: list[torch.Tensor], logits: torch.Tensor) -> Entry:
+        """Store copies of one prompt's per-layer ``keys``/``values`` ``[1, H, P, D]`` and ``logits [1, 1, V]``;
+        return the entry (also when it is not kept: no room, or larger than ``max_bytes``)."""
+        keys = tuple(k.detach().clone() for k in keys)
+        values = tuple(v.detach().clone() for v in values)
+        logits = logits.detach().clone()
+        nbytes = sum(t.numel() * t.element_size() for t in (*keys, *values, logits))
+        entry = Entry(keys, values, logits, nbytes)
+        key = tuple(ids)
+        if self.size == 0 or nbytes > self.max_bytes:
+            log.debug("prompt cache: %d tokens not kept (%.1f MiB; bound %d entries, %.1f MiB)", len(key),
+                      nbytes / 2 ** 20, self.size, self.max_bytes / 2 ** 20)
+            return entry
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old.nbytes
+            self._entries[key] = entry
+            self.bytes += nbytes
+            while len(self._entries) > self.size or self.bytes > self.max_bytes:
+                evicted_key, evicted = self._entries.popitem(last=False)
+                self.bytes -= evicted.nbytes
+                self.evictions += 1
+                log.debug("prompt cache evict: %d tokens (%.1f MiB)", len(evicted_key), evicted.nbytes / 2 ** 20)
+        log.debug("prompt cache store: %d tokens (%.1f MiB; now %d entries, %.1f MiB)", len(key), nbytes / 2 ** 20,
+                  len(self._entries), self.bytes / 2 ** 20)
+        return entry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.bytes = 0
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"entries": len(self._entries), "bytes": self.bytes, "hits": self.hits, "misses": self.misses,
+                    "evictions": self.evictions, "size": self.size, "max_bytes": self.max_bytes}
+
+
+def _section(settings: Any, name: str) -> Any:
+    section = settings.get(name, None) if hasattr(settings, "get") else getattr(settings, name, None)
+    return section or {}
+
+
+def plain(cache: Any) -> bool:
+    """Is ``cache`` a ``DynamicCache`` whose layers all hold plain keys and values?"""
+    return type(cache) is DynamicCache and bool(cache.layers) and all(type(layer) is DynamicLayer
+                                                                      for layer in cache.layers)
+
+
+def supports(model: Any) -> bool:
+    """Does ``model`` keep a plain cache (no sliding-window, state-space or hybrid layers)?"""
+    try:
+        return plain(DynamicCache(config=model.config))
+    except Exception:  # a config the library cannot map to dynamic layers
+        log.debug("prompt cache: no dynamic cache for this config", exc_info=True)
+        return False
+
+
+def row_entry(cache: Any, row: int, length: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Row ``row``'s last ``length`` slots of every layer of a left-padded ``cache``: ``[1, H, length, D]`` views."""
+    keys = [layer.keys[row:row + 1, :, layer.keys.shape[2] - length:] for layer in cache.layers]
+    values = [layer.values[row:row + 1, :, layer.values.shape[2] - length:] for layer in cache.layers]
+    return keys, values
+
+
+def build_cache(entries: list[Entry], config: Any) -> tuple[torch.Tensor, DynamicCache]:
+    """The rows' last logits ``[B, 1, V]`` and a fresh cache of the rows ``entries``, left-padded with
+    zero slots to the longest (the callers' masks hide them). The entries' tensors are copied."""
+    width = max(entry.length for entry in entries)
+    cache = DynamicCache(config=config)
+    for i, layer in enumerate(cache.layers):
+        keys = torch.cat([_left_pad(entry.keys[i], width - entry.length) for entry in entries])
+        values = torch.cat([_left_pad(entry.values[i], width - entry.length) for entry in entries])
+        layer.update(keys, values)
+    return torch.cat([entry.logits for entry in entries]), cache
+
+
+def _left_pad(states: torch.Tensor, pad: int) -> torch.Tensor:
+    """``[B, H, T, D]`` -> ``[B, H, pad + T, D]`` with zeros on the left."""
+    if pad == 0:
+        return states
+    zeros = states.new_zeros(states.shape[0], states.shape[1], pad, states.shape[3])
+    return torch.cat([zeros, states], dim=2)

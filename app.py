@@ -5,8 +5,9 @@ port from the ``api`` section (or ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`
 """
 import sys
 
-from tempo.config import configure_logging, load_settings
+from tempo.config import load_settings
 from tempo.errors import TempoError
+from tempo.logs import configure_logging
 
 
 def main() -> None:

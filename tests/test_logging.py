@@ -75,7 +75,7 @@ def test_file_rotates_at_the_configured_size_and_keeps_backup_count(monkeypatch,
     line = "x" * 10_000
     log = logging.getLogger("tempo.test")
     for i in range(450):  # ~4.5 MB: three rotations past the two backups
-        log.info("%d %s", i, line)
+        log.info("record %d: %s", i, line)
     for handler in logging.getLogger(ROOT).handlers:
         handler.flush()
     files = sorted(p.name for p in log_dir.iterdir())
@@ -83,8 +83,8 @@ def test_file_rotates_at_the_configured_size_and_keeps_backup_count(monkeypatch,
     sizes = [(log_dir / name).stat().st_size for name in files]
     assert all(size <= 1024 * 1024 for size in sizes)
     assert all(size > 900 * 1024 for size in sizes[1:])  # the backups were full when they rotated
-    assert " 449 " in (log_dir / LOG_FILE).read_text()
-    assert " 0 " not in "".join((log_dir / name).read_text() for name in files)  # the oldest left
+    assert "record 449:" in (log_dir / LOG_FILE).read_text()
+    assert "record 0:" not in "".join((log_dir / name).read_text() for name in files)  # the oldest left
 
 
 def test_configuring_again_replaces_and_closes_the_handlers(monkeypatch, tmp_path):

@@ -1,5 +1,6 @@
 """Settings layers: argument > environment (both spellings) > file (profile > default) > shipped default;
 TEMPO_CONFIG_FILE, profiles, aliases, the guide's keys as a contract, every rejected key's reason."""
+import logging
 import os
 
 import pytest
@@ -118,7 +119,12 @@ def test_unknown_single_underscore_variable_is_reported(monkeypatch, caplog):
     monkeypatch.setenv("TEMPO_GENERATION_TEMPRATURE", "0.5")
     loaded = read_settings()
     assert any("TEMPO_GENERATION_TEMPRATURE names no setting" in line for line in loaded.unknown)
-    load_settings()  # a warning at load, not an error
+    logger = logging.getLogger("tempo.config")
+    logger.addHandler(caplog.handler)  # the "tempo" logger may not propagate (tempo.logs)
+    try:
+        load_settings()  # a warning at load, not an error
+    finally:
+        logger.removeHandler(caplog.handler)
     assert "TEMPO_GENERATION_TEMPRATURE names no setting" in caplog.text
 
 

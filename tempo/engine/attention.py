@@ -1,5 +1,9 @@
 """Attention that can hand its probabilities back, for the layers pruning reads, and SDPA elsewhere.
 
+Inside ``layer_masks({layer: mask})`` the listed layers use their own mask
+instead of the one the model passes (the sliding window of those layers, built
+by ``ModelAdapter`` from position ids).
+
 Registered with transformers' ``AttentionInterface`` under the name ``tempo``
 (the library's extension point; nothing is patched). While no capture is
 active, every layer runs the library's own SDPA function, so generation without
@@ -17,6 +21,7 @@ from typing import Iterator
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "tempo"
 _state = threading.local()
@@ -26,6 +31,9 @@ log = logging.getLogger(__name__)
 def tempo_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     layers = getattr(_state, "layers", None)
     layer = getattr(module, "layer_idx", None)
+    masks = getattr(_state, "masks", None)
+    if masks and layer in masks:  # this layer's own mask (a sliding window), see ModelAdapter
+        attention_mask = masks[layer]
     if not layers or layer not in layers:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
@@ -46,6 +54,9 @@ def tempo_attention(module, query, key, value, attention_mask, dropout=0.0, scal
 
 
 AttentionInterface.register(NAME, tempo_attention)
+# The masks transformers builds itself (a plain forward or generate() on the model, sliding windows, 2D padding)
+# are those of SDPA: without this the library passes no mask at all to an attention name it does not know.
+AttentionMaskInterface.register(NAME, sdpa_mask)
 
 
 @contextmanager
@@ -59,3 +70,13 @@ def capture(layers: set[int]) -> Iterator[dict[int, torch.Tensor]]:
         yield weights
     finally:
         _state.layers, _state.weights = None, None
+
+
+@contextmanager
+def layer_masks(masks: dict[int, torch.Tensor]) -> Iterator[None]:
+    """Inside, the listed layers attend with their own 4D mask instead of the model's (sliding windows)."""
+    _state.masks = masks
+    try:
+        yield
+    finally:
+        _state.masks = None

@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub)
     add_train_parser(sub)
     from tempo.deploy import add_deploy_parser; add_deploy_parser(sub)  # noqa: E702 -- the app's deploy (issue 6)
+    from tempo.info import add_info_parser; add_info_parser(sub)  # noqa: E702 -- model inspection (issue 8)
     from tempo.settings_cli import add_config_parser; add_config_parser(sub)  # noqa: E702 -- issue 8
     return parser
 

@@ -71,10 +71,25 @@ class Endpoints:
         return build_request("-", self.settings).to_dict()
 
     def model_info(self) -> dict:
-        """Model id, device, dtype, parameter count; the queue's counters."""
+        """Model id, device, dtype, parameter count; the queue's counters; ``inspection``: layer types,
+        TEMPO support and memory estimates (``python -m tempo info``, docs/model_info.md)."""
         loaded = self.scheduler.engine.loaded
         return {**loaded.info(), "parameters": loaded.parameters, "modes": list(MODES),
-                "max_tokens_limit": self.max_tokens_limit, "queue": self.scheduler.stats()}
+                "max_tokens_limit": self.max_tokens_limit, "queue": self.scheduler.stats(),
+                "inspection": self.inspection()}
+
+    def inspection(self) -> dict:
+        """``model_info.describe`` of the loaded model (computed once: the config does not change)."""
+        if getattr(self, "_inspection", None) is None:
+            from tempo.model_info import ModelInspectionError, describe_loaded
+
+            loaded = self.scheduler.engine.loaded
+            try:
+                self._inspection = describe_loaded(loaded.model, loaded.dtype,
+                                                   int(self.defaults().get("max_parallel_tokens", 5)))
+            except ModelInspectionError as exc:
+                self._inspection = {"error": str(exc)}
+        return self._inspection
 
     def generate(self, prompt: str, settings: dict | None = None) -> Iterator[dict]:
         """Stream progress as the steps come (at most one per ``app.stream_interval`` seconds):

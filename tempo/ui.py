@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from tempo import controls, endpoints
+from tempo import controls, endpoints, model_info
 from tempo.config import MODES
 from tempo.plots import result_figures, schedule_figure
 from tempo.render import SPAN_COLOURS, candidates_table, highlighted_spans, streamed_texts, summary
@@ -128,7 +128,12 @@ def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
                                             gr.Markdown(),
                                         )
                     with gr.Tab("Model"):
-                        model_json = gr.JSON(value=api.model_info(), label="Model and queue")
+                        inspection = api.inspection()
+                        if "layer_types" in inspection:
+                            gr.Markdown(model_info.summary_line(inspection), elem_id="model-summary")
+                            gr.Dataframe(model_info.layer_table(inspection), headers=model_info.TABLE_COLUMNS,
+                                         label="Layer types", wrap=True, interactive=False, elem_id="layer-types")
+                        model_json = gr.JSON(value=api.model_info(), label="Model, inspection and queue")
                         refresh = gr.Button("Refresh", size="sm")
 
         names = list(fields)

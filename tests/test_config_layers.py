@@ -260,3 +260,16 @@ def test_named_rejections(key, value, message):
 def test_custom_rope_key_is_rejected_with_a_reason(tmp_path):
     with pytest.raises(SettingsError, match="no RoPE modification"):
         load_settings(write(tmp_path / "s.toml", "[default.model]\nuse_custom_rope = true\n"))
+
+
+def test_every_rejected_key_is_documented():
+    from tempo.config import PROJECT_ROOT
+
+    docs = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
+    shipped = (PROJECT_ROOT / "settings.toml").read_text().splitlines()
+    for key, _, _ in REJECTED:
+        section, name = key.split(".", 1)
+        assert f"`{key}`" in docs or f"`{name}`" in docs, key
+        start = shipped.index(f"[default.{section}]")
+        line = next(line for line in shipped[start:] if line.startswith(f"{name} ="))
+        assert "# only" in line, line  # the file says which value is accepted, and why

@@ -163,7 +163,8 @@ def _moe_layers(config: Any, layers: int) -> set[int]:
 
 
 def _mamba_kind(config: Any) -> str | None:
-    if _get(config, "mamba_n_heads", "n_mamba_heads", "mamba_d_head", "mamba_headdim") is not None:
+    if getattr(config, "model_type", "") == "mamba2" or _get(
+            config, "mamba_n_heads", "n_mamba_heads", "mamba_d_head", "mamba_headdim") is not None:
         return "mamba2"
     if _get(config, "mamba_dt_rank", "time_step_rank") is not None or getattr(config, "model_type", "") in (
             "jamba", "mamba", "falcon_mamba"):
@@ -252,6 +253,14 @@ def tempo_support(config: Any) -> dict[str, Any]:
         return {"supported": False, "verified": False,
                 "reason": f"{model_type} has {', '.join(unknown)} layers: TEMPO's masks and cache operations "
                           f"are not built or tested for them"}
+    extras = [name for name, present in (
+        ("attention logit soft-capping", _get(cfg, "attn_logit_softcapping") is not None),
+        ("attention sinks", model_type == "gpt_oss" or bool(getattr(cfg, "use_sink", False))),
+    ) if present]
+    if extras:
+        return {"supported": False, "verified": False,
+                "reason": f"{model_type} uses {' and '.join(extras)}, which TEMPO's attention (SDPA, or the "
+                          f"explicit softmax of pruning) does not apply, so its outputs would not be the model's"}
     verified = model_type in VERIFIED
     reason = ("every layer is attention (with or without experts) that reads TEMPO's 4D mask; "
               + ("greedy equivalence and isolation are tested on a tiny random model of this family"
@@ -301,8 +310,10 @@ def state_bytes_per_sequence(cfg: Any, layer: Layer, nbytes: int) -> int | None:
     if d_state is None or d_conv is None:
         return None
     if layer.mamba_kind == "mamba2":
-        n_heads = _get(cfg, "mamba_n_heads", "n_mamba_heads")
-        head = _get(cfg, "mamba_d_head", "mamba_headdim", default=inner // n_heads if n_heads else None)
+        pure = getattr(cfg, "model_type", "") == "mamba2"  # Mamba2Config names its SSM heads num_heads / head_dim
+        n_heads = _get(cfg, *(("num_heads",) if pure else ("mamba_n_heads", "n_mamba_heads")))
+        head = _get(cfg, *(("head_dim",) if pure else ("mamba_d_head", "mamba_headdim")),
+                    default=inner // n_heads if n_heads else None)
         groups = _get(cfg, "mamba_n_groups", "mamba_ngroups", "n_groups", default=1)
         if n_heads is None or head is None:
             return None

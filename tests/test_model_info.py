@@ -187,3 +187,24 @@ def test_model_tab_and_model_info_endpoint_carry_the_inspection(engines):
         assert "TEMPO runs this model" in ids["model-summary"].value
     finally:
         scheduler.close()
+
+
+@pytest.mark.parametrize("name, supported, words", [
+    ("Mamba2Config", False, "mamba2 layers"),
+    ("Zamba2Config", False, "mamba2 layers"),
+    ("FalconH1Config", False, "mamba2 layers"),
+    ("Qwen3NextConfig", False, "linear_attention layers"),
+    ("Llama4TextConfig", False, "chunked_attention layers"),
+    ("Gemma2Config", False, "soft-capping"),
+    ("GptOssConfig", False, "attention sinks"),
+    ("Gemma3TextConfig", True, "not in TEMPO's tested list"),
+    ("Qwen3MoeConfig", True, "tested on a tiny random model"),
+])
+def test_support_decision_on_default_configs_of_other_families(name, supported, words):
+    """Config-only decisions (no model is built): the reason names what TEMPO cannot honour."""
+    import transformers
+
+    info = describe(getattr(transformers, name)())
+    assert info["tempo_support"]["supported"] is supported and words in info["tempo_support"]["reason"]
+    if name == "Mamba2Config":  # (8192 + 2*8*128) * 4 conv * 4 B + 128 heads * 64 * 128 * 4 B, 64 layers
+        assert info["memory"]["state_bytes_per_sequence"] == 64 * ((8192 + 2048) * 4 * 4 + 128 * 64 * 128 * 4)

@@ -75,7 +75,7 @@ class LoadedSettings:
 def settings_path(settings_file: str | Path | None = None) -> Path:
     """The settings file: the argument (``--settings``) > ``TEMPO_CONFIG_FILE`` > the project's."""
     chosen = settings_file or os.environ.get("TEMPO_CONFIG_FILE") or PROJECT_SETTINGS
-    return Path(chosen).expanduser()
+    return Path(chosen).expanduser().resolve()
 
 
 def active_profile() -> str:
@@ -119,7 +119,7 @@ def read_settings(settings_file: str | Path | None = None, overrides: Mapping[st
     for name in environ:
         if "__" in name and not name.endswith("_FOR_DYNACONF"):
             loaded.sources[name[len(PREFIX):].lower().replace("__", ".")] = f"environment {name}"
-        elif "__" not in name and name[len(PREFIX):] in settings:
+        elif "__" not in name and name[len(PREFIX):].lower() not in defaults and name[len(PREFIX):] in settings:
             settings.unset(name[len(PREFIX):])  # dynaconf read TEMPO_MODEL_DEVICE as a key MODEL_DEVICE
     alias_inputs = _apply_single_underscore(loaded, environ, defaults)
     for key, value in (overrides or {}).items():

@@ -1,6 +1,8 @@
 """TEMPO on tiny random models of many architectures (tests/tiny_architectures.py): greedy equivalence with
 ``model.generate`` (TEMPO_SPEC invariant 1), candidate isolation, sliding windows by position, tree search,
 and the refusal of state-space hybrids."""
+import logging
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -11,6 +13,18 @@ from tempo.errors import ModelLoadError
 from tiny_architectures import REFUSED, SUPPORTED, WINDOW, save_tiny
 
 PROMPTS = ["the cat sat on the", "a big red dog ran to the house and the bird"]
+
+
+@pytest.fixture(autouse=True)
+def _tempo_logging_restored():
+    """``tempo.cli.main`` configures the ``tempo`` logger (own handlers, no propagation): undo it so later
+    tests' ``caplog`` still sees records."""
+    logger = logging.getLogger("tempo")
+    handlers, propagate, level = logger.handlers[:], logger.propagate, logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +171,14 @@ def test_cli_refuses_a_state_space_hybrid_in_one_line(arch_dirs, capsys):
     assert main(["generate", "--model", str(arch_dirs["bamba"]), "--prompt", "the cat"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: TEMPO cannot run this model: bamba has mamba2 layers (0, 2)") and err.endswith("not isolated")
+
+
+@pytest.mark.parametrize("kind", ["mistral", "deepseek_v2"])
+def test_retroactive_pruning_reads_attention_on_windowed_and_latent_layers(arch_engines, kind):
+    """Pruning's explicit attention (the sliding window's own mask; MLA's value dim != key dim) runs and prunes."""
+    engine = arch_engines[kind]
+    result = engine.generate(PROMPTS[1], selection_threshold=0.05, max_tokens=10, min_steps=10,
+                             use_retroactive_pruning=True, attention_threshold=0.2)
+    assert len(result.steps) == 10
+    statuses = {c.status for s in result.steps for c in s.candidates}
+    assert "kept" in statuses and statuses & {"pruned", "removed"}

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def configure_logging(settings: Any, debug_mode: bool = False) -> None:
             logging.getLogger(logger_name).setLevel(logging.DEBUG if name in switched else logging.NOTSET)
     formatter = logging.Formatter(section.get("log_format", DEFAULT_FORMAT))
     if section.get("console_logging", True):
-        _add(logger, logging.StreamHandler(), formatter)
+        _add(logger, ConsoleHandler(), formatter)
     if section.get("enable_file_logging", False):
         log_dir = Path(str(section.get("log_dir", "logs"))).expanduser()
         try:
@@ -122,6 +123,18 @@ def configure_logging(settings: Any, debug_mode: bool = False) -> None:
     if switched or global_debug or debug_mode:
         on = "all" if (global_debug or debug_mode) else ", ".join(sorted(switched))
         logger.info("debug logging on: %s", on)
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """Lines to whatever ``sys.stderr`` is when they are written (as logging's last-resort handler
+    does), so a replaced or closed stderr (``contextlib.redirect_stderr``, pytest's capture) is followed."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
 
 
 def _add(logger: logging.Logger, handler: logging.Handler, formatter: logging.Formatter) -> None:

@@ -99,6 +99,14 @@ def test_configuring_again_replaces_and_closes_the_handlers(monkeypatch, tmp_pat
     assert file_handler.stream is None  # closed
 
 
+def test_console_lines_follow_the_current_stderr(monkeypatch, capsys):
+    configure(monkeypatch, LOGGING__CONSOLE_LOGGING="true")
+    logging.getLogger("tempo.test").info("to stderr")
+    logging.getLogger("tempo.test").debug("not at INFO")
+    err = capsys.readouterr().err
+    assert " - tempo.test - INFO - to stderr" in err and "not at INFO" not in err
+
+
 def test_no_switch_no_debug_lines(monkeypatch, engines):
     records = configure(monkeypatch)
     engines["llama"].generate(PROMPT, use_retroactive_pruning=True, **SETS)
@@ -232,7 +240,7 @@ def test_dry_run_still_rejects_bad_requests_and_other_commands(tiny_model_dir):
 
 def test_debug_mode_flag_writes_debug_lines_to_stderr(tiny_model_dir):
     done = cli("--debug-mode", "generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT,
-               "--max-tokens", "3", "--json")
+               "--max-tokens", "3", "--min-steps", "3", "--json")
     assert done.returncode == 0, done.stderr
     debug = [line for line in done.stderr.splitlines() if " - DEBUG - " in line]
     assert any(" - tempo.engine.sampling - " in line for line in debug)

@@ -70,18 +70,19 @@ class Layer:
     attention: str | None  # multi-head | grouped-query | multi-query | multi-head latent
     window: int | None
     moe: bool
+    mamba_kind: str | None = None  # mamba | mamba2 for state-space mixers, when the config says which
 
     @property
     def type(self) -> str:
-        parts = [self.mamba_kind if self.mixer in ("linear_attention", "hybrid") and self.mamba_kind else self.mixer]
-        if self.mixer == "hybrid":
-            parts = ["hybrid(attention+" + (self.mamba_kind or "ssm") + ")"]
-        if self.attention and self.mixer not in ("mla",):
-            parts.append(self.attention)
-        parts.append("moe" if self.moe else "dense")
-        return "/".join(parts)
-
-    mamba_kind: str | None = None
+        """``mixer/attention/mlp``, e.g. ``sliding_attention/grouped-query/moe``, ``mla/dense``, ``mamba2/dense``."""
+        if self.mixer in ("hybrid", "hybrid_sliding"):
+            mixer = f"{self.mixer.replace('hybrid', 'hybrid(attention')}+{self.mamba_kind or 'ssm'})"
+        elif self.mixer == "linear_attention" and self.mamba_kind:
+            mixer = self.mamba_kind
+        else:
+            mixer = self.mixer
+        parts = [mixer] + ([self.attention] if self.attention and self.mixer != "mla" else [])
+        return "/".join(parts + ["moe" if self.moe else "dense"])
 
 
 def text_config(config: Any) -> Any:
@@ -108,6 +109,19 @@ def _positive_int(config: Any, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ModelInspectionError(f"config field {name} must be a positive integer, got {value!r}")
     return value
+
+
+def kv_heads(cfg: Any) -> int | None:
+    """Key/value heads: ``num_key_value_heads`` (or Falcon's ``num_kv_heads`` / ``multi_query``), else the heads."""
+    heads = _get(cfg, "num_attention_heads")
+    if getattr(cfg, "multi_query", False) is True and not getattr(cfg, "new_decoder_architecture", False):
+        return 1
+    return _get(cfg, "num_key_value_heads", "num_kv_heads", default=heads)
+
+
+UNGATED_MLP = {"gpt2", "gpt_neox", "opt", "phi", "falcon", "bloom", "gptj", "mpt", "starcoder2", "gpt_bigcode",
+               "codegen", "gpt_neo"}
+"""Families whose MLP is two matrices (up, down) rather than the gated three (gate, up, down)."""
 
 
 def dtype_name(config: Any, dtype: Any = None) -> str:
@@ -181,7 +195,7 @@ def check(config: Any) -> Any:
     types = raw_layer_types(cfg, layers)
     if any(t in ATTENTION or t in ("hybrid", "hybrid_sliding", "chunked_attention") for t in types):
         heads = _positive_int(cfg, "num_attention_heads", _need(cfg, "num_attention_heads"))
-        kv = _get(cfg, "num_key_value_heads", default=heads)
+        kv = kv_heads(cfg)
         _positive_int(cfg, "num_key_value_heads", kv)
         if kv > heads:
             raise ModelInspectionError(f"config field num_key_value_heads ({kv}) is larger than "
@@ -207,7 +221,7 @@ def layer_list(config: Any) -> list[Layer]:
     types = raw_layer_types(cfg, layers)
     moe = _moe_layers(cfg, layers)
     heads = _get(cfg, "num_attention_heads")
-    kv = _get(cfg, "num_key_value_heads", default=heads)
+    kv = kv_heads(cfg)
     mla = _get(cfg, "kv_lora_rank") is not None
     kind = _mamba_kind(cfg)
     out = []
@@ -290,8 +304,7 @@ def kv_bytes_per_token(cfg: Any, layer: Layer, nbytes: int) -> int:
     if layer.attention is None:
         return 0
     k, v = head_dims(cfg)
-    kv = _get(cfg, "num_key_value_heads", default=cfg.num_attention_heads)
-    return kv * (k + v) * nbytes
+    return kv_heads(cfg) * (k + v) * nbytes
 
 
 def mla_decompressed_bytes_per_token(cfg: Any, nbytes: int) -> int:
@@ -365,7 +378,7 @@ def estimate_parameters(config: Any) -> int:
             total += cfg.num_attention_heads * cfg.v_head_dim * hidden
         elif layer.attention is not None:
             k, v = head_dims(cfg)
-            heads, kv = cfg.num_attention_heads, _get(cfg, "num_key_value_heads", default=cfg.num_attention_heads)
+            heads, kv = cfg.num_attention_heads, kv_heads(cfg)
             total += hidden * heads * k + hidden * kv * (k + v) + heads * v * hidden
         if layer.mixer in ("linear_attention", "hybrid", "hybrid_sliding"):
             inner = _get(cfg, "mamba_d_ssm") or int(_get(cfg, "mamba_expand", "expand", default=2) * hidden)
@@ -386,7 +399,7 @@ def estimate_parameters(config: Any) -> int:
             if shared_inter:
                 total += 3 * hidden * shared_inter
         else:
-            total += 3 * hidden * inter
+            total += (2 if getattr(cfg, "model_type", "") in UNGATED_MLP else 3) * hidden * inter
     return int(total)
 
 
@@ -468,7 +481,7 @@ def describe(config: Any, dtype: Any = None, parameters: int | None = None, max_
         "hidden_size": cfg.hidden_size,
         "num_layers": cfg.num_hidden_layers,
         "num_attention_heads": heads,
-        "num_key_value_heads": _get(cfg, "num_key_value_heads", default=heads),
+        "num_key_value_heads": kv_heads(cfg),
         "head_dim": head_dims(cfg)[0] if heads and _get(cfg, "kv_lora_rank") is None else None,
         "vocab_size": cfg.vocab_size,
         "max_position_embeddings": max_pos,
@@ -580,8 +593,12 @@ def inspect_model(model_id: str, dtype: str = "auto", max_seq_len: int | None = 
     except (OSError, ValueError, KeyError, struct.error) as exc:
         raise ModelInspectionError(f"could not read the safetensors header of {model_id!r}: {exc}") from None
     source = "safetensors header" if parameters is not None else None
-    info = describe(config, dtype=dtype, parameters=parameters, max_seq_len=max_seq_len,
-                    parallel_tokens=parallel_tokens, parameters_source=source)
+    try:
+        info = describe(config, dtype=dtype, parameters=parameters, max_seq_len=max_seq_len,
+                        parallel_tokens=parallel_tokens, parameters_source=source)
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError) as exc:  # a config shape not foreseen
+        raise ModelInspectionError(f"could not describe {model_id!r} from its config: "
+                                   f"{type(exc).__name__}: {exc}") from None
     return {"model": model_id, **info}
 
 

@@ -57,7 +57,7 @@ class Tempo:
         self._lock = threading.Lock()
         self.prompt_cache = PromptCache.from_settings(settings)
         """Prefills by prompt token ids, shared by every batch and search on this model; None: off."""
-        if self.prompt_cache is not None and not supports(loaded.model):
+        if self.prompt_cache is not None and not supports(self.adapter):
             log.debug("prompt cache off: %s keeps more than plain keys and values per slot",
                       type(loaded.model).__name__)
             self.prompt_cache = None

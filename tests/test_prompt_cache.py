@@ -201,10 +201,49 @@ def test_compare_prefills_the_prompt_once(pair):
         assert_same(results[mode], references[mode], atol=1e-6)  # one row prefilled, not three: float noise
 
 
-def test_only_plain_key_value_caches_are_kept(engine):
+@pytest.fixture(scope="module")
+def arch_pairs(tmp_path_factory):
+    """Sliding-window and latent-attention models: (with a prompt cache, without) on one model each."""
+    from tempo.model import load_model
+    from tiny_architectures import save_tiny
+
+    root = tmp_path_factory.mktemp("prompt_cache_architectures")
+    pairs = {}
+    for kind in ARCHITECTURES:
+        loaded = load_model(str(save_tiny(root / kind, kind)))
+        cached, plain = Tempo(loaded), Tempo(loaded)
+        cached.prompt_cache = PromptCache()
+        pairs[kind] = cached, plain
+    return pairs
+
+
+ARCHITECTURES = ["mistral", "qwen2_sliding", "deepseek_v2"]
+
+
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_windowed_and_latent_attention_models_reuse_the_cache(arch_pairs, kind):
+    """Past the sliding window (6) the engine keeps a full cache with each slot's position id; a held
+    prompt's cache carries them too. Latent attention's keys and values differ in width."""
+    cached, plain = arch_pairs[kind]
+    assert supports(cached.adapter)
+    cached.generate(PROMPT, max_tokens=2)
+    again = dict(selection_threshold=0.1, max_tokens=10, min_steps=10)
+    second, calls = counted(cached, lambda: cached.generate(PROMPT, **again))
+    reference, reference_calls = counted(plain, lambda: plain.generate(PROMPT, **again))
+    assert calls == reference_calls - 1
+    assert_same(second, reference)
+    requests = [cached.request(p, **again) for p in ("bird", PROMPT, OTHER)]
+    for result, reference in zip(cached.run(requests), plain.run(requests)):
+        assert_same(result, reference, atol=1e-6)
+    search = dict(mode="mcts", max_tokens=3, mcts_simulations=4, mcts_depth=2, temperature=0.0)
+    # OTHER is held from the batch above, prefilled beside a shorter prompt: float noise again
+    assert_same(cached.generate(OTHER, **search), plain.generate(OTHER, **search), atol=1e-6)
+
+
+def test_a_cache_of_the_library_s_sliding_layers_is_not_kept():
     from transformers import MistralConfig
 
-    assert supports(engine.loaded.model)
     sliding = MistralConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                             num_attention_heads=2, num_key_value_heads=1, sliding_window=8)
-    assert not supports(SimpleNamespace(config=sliding))
+    # an adapter that left the window to the library's sliding cache layers: no prompt cache
+    assert not supports(SimpleNamespace(windows={}, model=SimpleNamespace(config=sliding)))

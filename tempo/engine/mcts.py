@@ -117,7 +117,7 @@ class MctsSearch:
         ids = self.row.prompt_ids
         entry = self.prompt_cache.get(ids) if self.prompt_cache is not None else None
         if entry is not None:
-            logits, self.cache = prompt_cache.build_cache([entry], self.adapter.model.config)
+            logits, self.cache = prompt_cache.build_cache([entry], self.adapter)
             return logits[0, -1]
         logits = self._extend(ids)
         if self.prompt_cache is not None and prompt_cache.plain(self.cache):

@@ -11,8 +11,8 @@ batches of ``Tempo.run``, the scheduler's batch and the tree search share it.
 Stored tensors are private copies and never handed out: ``build_cache`` copies them into a fresh
 ``DynamicCache``, so the in-place cache operations of the loops (``concat_rows``, ``select_rows``,
 ``truncate``) cannot change an entry. Only caches whose layers are all plain ``DynamicLayer`` are
-cached (sliding-window, state-space and hybrid caches keep more than keys and values per slot);
-``supports`` says whether a model's are. The cache assumes fixed weights: ``clear`` it after
+cached (the engine keeps one for sliding-window models too; state-space and hybrid caches keep more
+than keys and values per slot); ``supports`` says whether a model's are. The cache assumes fixed weights: ``clear`` it after
 changing them.
 """
 from __future__ import annotations
@@ -149,10 +149,13 @@ def plain(cache: Any) -> bool:
                                                                       for layer in cache.layers)
 
 
-def supports(model: Any) -> bool:
-    """Does ``model`` keep a plain cache (no sliding-window, state-space or hybrid layers)?"""
+def supports(adapter: Any) -> bool:
+    """Does the engine keep a plain cache for this model? Sliding-window models do (the adapter applies
+    the window in its mask over a full cache); state-space and other hybrid caches do not."""
+    if getattr(adapter, "windows", None):
+        return True
     try:
-        return plain(DynamicCache(config=model.config))
+        return plain(DynamicCache(config=adapter.model.config))
     except Exception:  # a config the library cannot map to dynamic layers
         log.debug("prompt cache: no dynamic cache for this config", exc_info=True)
         return False
@@ -165,15 +168,23 @@ def row_entry(cache: Any, row: int, length: int) -> tuple[list[torch.Tensor], li
     return keys, values
 
 
-def build_cache(entries: list[Entry], config: Any) -> tuple[torch.Tensor, DynamicCache]:
+def build_cache(entries: list[Entry], adapter: Any) -> tuple[torch.Tensor, DynamicCache]:
     """The rows' last logits ``[B, 1, V]`` and a fresh cache of the rows ``entries``, left-padded with
-    zero slots to the longest (the callers' masks hide them). The entries' tensors are copied."""
+    zero slots to the longest (the callers' masks hide them), in the form the adapter's forward makes:
+    the model's own layer types, or for a sliding-window model a full cache with the slots' position
+    ids (``tempo_positions``, padding at 0). The entries' tensors are copied."""
     width = max(entry.length for entry in entries)
-    cache = DynamicCache(config=config)
-    for i, layer in enumerate(cache.layers):
+    windowed = bool(getattr(adapter, "windows", None))
+    cache = DynamicCache() if windowed else DynamicCache(config=adapter.model.config)
+    for i in range(len(entries[0].keys)):
         keys = torch.cat([_left_pad(entry.keys[i], width - entry.length) for entry in entries])
         values = torch.cat([_left_pad(entry.values[i], width - entry.length) for entry in entries])
-        layer.update(keys, values)
+        cache.update(keys, values, i)
+    if windowed:
+        device = entries[0].logits.device
+        cache.tempo_positions = torch.stack([
+            torch.cat([torch.zeros(width - e.length, dtype=torch.long), torch.arange(e.length)]) for e in entries
+        ]).to(device)
     return torch.cat([entry.logits for entry in entries]), cache
 
 

@@ -130,7 +130,7 @@ class Batch:
             if stored is None:
                 return self._forward_prompts(prompts)
             entries.update(stored)
-        return prompt_cache.build_cache([entries[tuple(ids)] for ids in prompts], self.adapter.model.config)
+        return prompt_cache.build_cache([entries[tuple(ids)] for ids in prompts], self.adapter)
 
     def _forward_prompts(self, prompts: list[list[int]]) -> tuple[torch.Tensor, Any]:
         """One forward over the left-padded ``prompts``: last logits ``[B, 1, V]`` and the cache."""

@@ -231,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if not getattr(args, "loads_settings", True):
+            # `config` reads the settings itself, so that --validate can list every problem of a broken file.
+            if args.global_dry_run:
+                raise TempoError(f"--dry-run: the {args.command} command has no dry run (generate, compare, deploy)")
+            return args.handler(args, None)
         settings = load_settings(args.settings)
         configure_logging(settings, debug_mode=args.debug_mode)
         _quiet_libraries()

@@ -136,3 +136,14 @@ def test_python_m_tempo_config():
     done = subprocess.run([sys.executable, "-m", "tempo", "config", "--validate"], capture_output=True, text=True,
                           env={k: v for k, v in os.environ.items() if not k.startswith("TEMPO_")})
     assert done.returncode == 0 and "settings OK" in done.stdout, done.stderr
+
+
+def test_full_cli_validate_lists_every_error_of_a_broken_file(tmp_path, capsys):
+    """Through ``python -m tempo``, whose other commands load the settings first: config reads them itself."""
+    from tempo.cli import main as tempo_main
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[default.generation]\ntop_p = 2.0\nbeam_width = 4\n[default.model]\nquantization = "4bit"\n')
+    assert tempo_main(["--settings", str(broken), "config", "--validate"]) == 1
+    errors = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3, errors

@@ -10,6 +10,26 @@ from tiny_models import save_tiny  # noqa: E402
 MODEL_KINDS = ["llama", "qwen2"]
 
 
+@pytest.fixture(autouse=True)
+def tempo_logger_restored():
+    """A test that configures logging (the CLI's main does) leaves the ``tempo`` logger as it found it,
+    so later tests' caplog still sees its records."""
+    import logging
+
+    logger = logging.getLogger("tempo")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    yield
+    for handler in logger.handlers[:]:
+        if handler not in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """Folders with a tiny random Llama and Qwen2 (saved with save_pretrained) and their tokenizer."""

@@ -77,6 +77,7 @@ def main() -> None:
         model_id = random_llama(Path(tempfile.mkdtemp()) / "random-llama")
     loaded = load_model(model_id, device=settings.model.device, torch_dtype=settings.model.torch_dtype)
     engine = Tempo(loaded, settings)
+    engine.prompt_cache = None  # HF prefills every run, so TEMPO does too (benchmarks/bench_prompt_cache.py measures the cache)
     model, tok = loaded.model, loaded.tokenizer
     n = args.tokens
     ids = torch.tensor([tok(args.prompt)["input_ids"]], device=loaded.device)

@@ -76,6 +76,8 @@ class Tempo:
         if not requests:
             return []
         batched = [i for i, r in enumerate(requests) if r.mode != "mcts"]
+        log.debug("run: %d requests, %d in one batch, %d tree searches", len(requests), len(batched),
+                  len(requests) - len(batched))
         rows: dict[int, Row] = {}
         with self._lock:
             if batched:
@@ -100,6 +102,7 @@ class Tempo:
             "mcts": self.request(prompt, **settings, mode="mcts"),
             "default": self.request(prompt, **{**settings, "temperature": 0.0}, mode="default"),
         }
+        log.debug("compare: modes %s on a prompt of %d characters", list(requests), len(prompt))
         return dict(zip(requests, self.run(list(requests.values()))))
 
     def generate(self, prompt: str, **settings: Any) -> GenerationResult:

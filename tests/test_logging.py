@@ -136,8 +136,8 @@ def test_global_debug_turns_on_every_module(monkeypatch, engines, tiny_model_dir
     engine.generate(PROMPT, use_retroactive_pruning=True, **SETS)
     engine.generate(PROMPT, mode="mcts", max_tokens=3, mcts_simulations=4)
     assert {"tempo.model", "tempo.engine.row", "tempo.engine.attention", "tempo.engine.layout",
-            "tempo.engine.sampling", "tempo.engine.pruning", "tempo.engine.mcts",
-            "tempo.timing"} <= records.debug_loggers()
+            "tempo.engine.sampling", "tempo.engine.pruning", "tempo.engine.mcts", "tempo.engine.tempo",
+            "tempo.engine.adapter", "tempo.generation", "tempo.timing"} <= records.debug_loggers()
 
 
 def test_debug_mode_argument_acts_as_global_debug(monkeypatch, engines):

@@ -195,7 +195,7 @@ def test_compare_prefills_the_prompt_once(pair):
     assert prefills == [1]  # one row, for the three batched modes; the search takes it from the cache
     assert cached.prompt_cache.stats() | {"bytes": 0} == {"entries": 1, "bytes": 0, "hits": 1, "misses": 1,
                                                           "evictions": 0, "size": 16,
-                                                          "max_bytes": 10 * 1024 ** 3}
+                                                          "max_bytes": 2 * 1024 ** 3}
     references = plain.compare(PROMPT, max_tokens=4, mcts_simulations=3)
     for mode in references:
         assert_same(results[mode], references[mode], atol=1e-6)  # one row prefilled, not three: float noise

@@ -1,12 +1,15 @@
 """Every call into a Hugging Face model goes through here, so a library rename touches one file."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 
 from tempo.engine.layout import additive
 from tempo.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
 
 
 PLAIN_HEAD_MODELS = {"llama", "qwen2", "qwen3", "mistral", "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2",
@@ -63,6 +66,10 @@ class ModelAdapter:
         projection — the costliest matrix of a small model — for filler slots.
         """
         self.forward_calls += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("forward %d: %d rows x %d slots over a cache of %d, %s mask%s", self.forward_calls,
+                      input_ids.shape[0], input_ids.shape[1], 0 if cache is None else cache.get_seq_length(),
+                      "explicit" if mask is not None else "causal", ", last logits only" if last_only else "")
         if self.windows:
             return self._windowed(input_ids, position_ids, mask, cache, last_only, needed)
         return self._forward(input_ids, position_ids, mask, cache, last_only, needed)

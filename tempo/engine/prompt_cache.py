@@ -51,7 +51,7 @@ class PromptCache:
     ``size`` bounds the entries (0: nothing is kept), ``max_bytes`` the bytes of all kept tensors.
     """
 
-    def __init__(self, size: int = 16, max_bytes: float = 10 * GIB):
+    def __init__(self, size: int = 16, max_bytes: float = 2 * GIB):
         if size < 0 or max_bytes < 0:
             raise ValueError(f"size and max_bytes must be >= 0, got {size} and {max_bytes}")
         self.size = int(size)
@@ -65,7 +65,7 @@ class PromptCache:
     def from_settings(cls, settings: Any) -> "PromptCache | None":
         """The ``[cache]`` section's prompt cache, or None when ``enable_prompt_cache`` is false, the size
         is 0 or there are no settings at all (an engine built bare, as in the tests, prefills every time).
-        Missing keys take the defaults (on, 16 entries, 10 GiB); only ``"lru"`` eviction exists."""
+        Missing keys take the defaults (on, 16 entries, 2 GiB, as settings.toml); only ``"lru"`` eviction exists."""
         if settings is None:
             return None
         section = _section(settings, "cache")
@@ -77,7 +77,7 @@ class PromptCache:
             raise ValueError(f"cache.cache_eviction_policy must be lru, got {policy}")
         if size == 0:
             return None
-        return cls(size, float(section.get("max_cache_size_gb", 10.0)) * GIB)
+        return cls(size, float(section.get("max_cache_size_gb", 2.0)) * GIB)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -103,6 +103,8 @@ class Batch:
         now = time.perf_counter()
         for row in rows:
             row.prefill_s, row.decode_start = now - start, now
+        log.debug("rows joining: %s (prompts of %s tokens) beside %d running, prefill %.3f s",
+                  [row.key for row in rows], [len(row.prompt_ids) for row in rows], len(self.rows), now - start)
         if not self.rows:
             self.rows, self.cache = rows, cache
             for name in STATE:
@@ -212,6 +214,9 @@ class Batch:
         if not staying:
             self.rows, self.cache = [], None
             return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("rows leaving: %s; %d stay", ", ".join(f"{row.key} ({row.stop_reason}, {len(row.sets)} steps)"
+                      for row in self.rows if row.stop_reason is not None), len(staying))
         index = torch.tensor(staying, device=self.adapter.device)
         self.adapter.select_rows(self.cache, index)
         self.rows = [self.rows[i] for i in staying]
@@ -226,6 +231,8 @@ class Batch:
             return
         thresholds = [row.selection_threshold(len(row.sets)) for row in self.rows]
         sets_ids, sets_probs = self.next_sets(thresholds)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("step: %d rows, set sizes %s", len(self.rows), [len(ids) for ids in sets_ids])
         now = time.perf_counter()
         for b, row in enumerate(self.rows):
             ids, probs = sets_ids[b], sets_probs[b]

@@ -79,8 +79,12 @@ def settings_path(settings_file: str | Path | None = None) -> Path:
 
 
 def active_profile() -> str:
-    """``TEMPO_PROFILE`` (empty or ``default``: no profile table); an unknown name is an error."""
-    profile = os.environ.get("TEMPO_PROFILE", "").strip().lower() or "default"
+    """``TEMPO_PROFILE`` (empty or ``default``: no profile table); an unknown name is an error.
+    Unset on a Hugging Face Space (which sets ``SPACE_ID``), the profile is ``space``."""
+    profile = os.environ.get("TEMPO_PROFILE", "").strip().lower()
+    if not profile and "TEMPO_PROFILE" not in os.environ and os.environ.get("SPACE_ID"):
+        profile = "space"
+    profile = profile or "default"
     if profile != "default" and profile not in PROFILES:
         raise SettingsError(f"TEMPO_PROFILE must be one of {', '.join(PROFILES)} (or unset), got {profile!r}")
     return profile

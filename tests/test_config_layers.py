@@ -273,3 +273,16 @@ def test_every_rejected_key_is_documented():
         start = shipped.index(f"[default.{section}]")
         line = next(line for line in shipped[start:] if line.startswith(f"{name} ="))
         assert "# only" in line, line  # the file says which value is accepted, and why
+
+
+def test_a_space_runs_the_space_profile_unless_told_otherwise(monkeypatch):
+    from tempo.config import active_profile, load_settings
+
+    monkeypatch.delenv("TEMPO_PROFILE", raising=False)
+    monkeypatch.setenv("SPACE_ID", "someone/tempo")
+    assert active_profile() == "space"
+    assert load_settings().generation.max_tokens_limit == 256  # [space.generation]
+    monkeypatch.setenv("TEMPO_PROFILE", "production")
+    assert active_profile() == "production"
+    monkeypatch.setenv("TEMPO_PROFILE", "")
+    assert active_profile() == "default"  # set but empty: no profile, as the Space's owner asked

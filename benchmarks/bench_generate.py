@@ -28,8 +28,9 @@ from tempo.model import load_model  # noqa: E402
 log = logging.getLogger("bench")
 
 
-def random_llama(folder: Path) -> str:
-    """A random Llama with the shipped model's shape (d_model 256, 4 layers, vocab 8192), saved to ``folder``."""
+def random_llama(folder: Path, positions: int = 1024) -> str:
+    """A random Llama with the shipped model's shape (d_model 256, 4 layers, vocab 8192) and ``positions``
+    positions, saved to ``folder``."""
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -39,7 +40,7 @@ def random_llama(folder: Path) -> str:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="w1", pad_token="w0")
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=8192, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=positions,
                          eos_token_id=1, pad_token_id=0, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     with torch.no_grad():

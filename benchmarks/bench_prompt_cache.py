@@ -25,34 +25,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_generate import random_llama  # noqa: E402
 from tempo.engine.prompt_cache import PromptCache  # noqa: E402
 from tempo.engine.tempo import Batch  # noqa: E402
 from tempo.generation import Tempo  # noqa: E402
 from tempo.model import load_model  # noqa: E402
 
 log = logging.getLogger("bench")
-VOCAB = 8192
-
-
-def random_llama(folder: Path, positions: int) -> str:
-    """A random Llama (d_model 256, 4 layers, 4 heads, vocab 8192) with ``positions`` positions, saved to ``folder``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel(vocab={f"w{i}": i for i in range(VOCAB)}, unk_token="w0"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="w1", pad_token="w0")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=positions,
-                         eos_token_id=1, pad_token_id=0, tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        model.lm_head.weight.mul_(12.0)  # peaked but not one-hot: parallel sets at 0.1
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+VOCAB = 8192  # random_llama's
 
 
 def first_step(engine: Tempo, request, cache: PromptCache | None) -> float:

@@ -1,7 +1,6 @@
 """TEMPO on tiny random models of many architectures (tests/tiny_architectures.py): greedy equivalence with
 ``model.generate`` (TEMPO_SPEC invariant 1), candidate isolation, sliding windows by position, tree search,
 and the refusal of state-space hybrids."""
-import logging
 
 import pytest
 import torch
@@ -13,18 +12,6 @@ from tempo.errors import ModelLoadError
 from tiny_architectures import REFUSED, SUPPORTED, WINDOW, save_tiny
 
 PROMPTS = ["the cat sat on the", "a big red dog ran to the house and the bird"]
-
-
-@pytest.fixture(autouse=True)
-def _tempo_logging_restored():
-    """``tempo.cli.main`` configures the ``tempo`` logger (own handlers, no propagation): undo it so later
-    tests' ``caplog`` still sees records."""
-    logger = logging.getLogger("tempo")
-    handlers, propagate, level = logger.handlers[:], logger.propagate, logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.propagate = propagate
-    logger.setLevel(level)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """``python -m tempo info`` / tempo.model_info: layer types per architecture, memory estimates against the
 bytes a cache really holds, parameter counts, clear one-line errors on broken configs."""
 import json
-import logging
 from types import SimpleNamespace
 
 import pytest
@@ -15,18 +14,6 @@ from tiny_architectures import EXPECTED, KINDS, SUPPORTED, WINDOW, build_model, 
 
 VOCAB = 48
 SHIPPED = "assets/models/tempo-tiny-code"
-
-
-@pytest.fixture(autouse=True)
-def _tempo_logging_restored():
-    """``tempo.cli.main`` configures the ``tempo`` logger (own handlers, no propagation): undo it so later
-    tests' ``caplog`` still sees records."""
-    logger = logging.getLogger("tempo")
-    handlers, propagate, level = logger.handlers[:], logger.propagate, logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.propagate = propagate
-    logger.setLevel(level)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -151,7 +151,7 @@ def run_compare(args: argparse.Namespace, settings) -> int:
         log.debug("compare: %d requests validated", len(checked))
     engine = Tempo.from_settings(settings, model_id=args.model)
     if args.dry_run:
-        return dry_run_summary(engine, len(COMPARE_MODES))
+        return dry_run_summary(engine, checked)
     log.debug("compare: running tempo, tempo with pruning, mcts and default greedy")
     results = engine.compare(args.prompt, **{k: v for k, v in overrides.items() if v is not None})
     if args.json:
@@ -176,7 +176,7 @@ def run_generate(args: argparse.Namespace, settings) -> int:
             log.debug("request %d validated: %s", i, request.to_dict())
     engine = Tempo.from_settings(settings, model_id=args.model)
     if args.dry_run:
-        return dry_run_summary(engine, len(requests))
+        return dry_run_summary(engine, requests)
     results = engine.run(requests)
     colour = sys.stdout.isatty()
     for result in results:
@@ -196,12 +196,17 @@ COMPARE_MODES = (
 """The requests ``Tempo.compare`` runs, as overrides of the given settings (checked by ``--dry-run``)."""
 
 
-def dry_run_summary(engine, requests: int) -> int:
-    """The one line ``--dry-run`` prints once the requests are valid and the model is loaded."""
+def dry_run_summary(engine, requests: list) -> int:
+    """Check the rules that need the model (``check_for_model``), then print the one line ``--dry-run``
+    prints once the requests are valid and the model is loaded."""
+    from tempo.engine.tempo import check_for_model
+
+    for request in requests:
+        check_for_model(request, engine.adapter)
     loaded = engine.loaded
     info = loaded.info()
     print(f"dry run: model {info['id']} on {info['device']} ({info['dtype']}, {loaded.parameters:,} parameters); "
-          f"{requests} request{'s' if requests != 1 else ''} validated; nothing generated")
+          f"{len(requests)} request{'s' if len(requests) != 1 else ''} validated; nothing generated")
     return 0
 
 

@@ -234,6 +234,11 @@ def test_dry_run_still_rejects_bad_requests_and_other_commands(tiny_model_dir):
     done = cli("--dry-run", "generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT,
                "--selection-threshold", "2")
     assert done.returncode == 2 and "selection_threshold" in done.stderr and done.stdout == ""
+    done = cli("--dry-run", "generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT,
+               "--use-retroactive-pruning", "--num-layers-to-use", "3")  # a rule that needs the model: 2 layers
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1] == \
+        "error: num_layers_to_use: must be in [0, 2] for this model (0 = all 2 layers), got 3"
     done = cli("--dry-run", "train")
     assert done.returncode == 2 and done.stderr.strip().startswith("error: --dry-run: the train command")
 

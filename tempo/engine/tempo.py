@@ -32,6 +32,13 @@ STATE = ("visible", "key_bias", "prompt_len", "seen", "logits", "set_probs", "ke
 """Per-row tensors (batch dimension first) that travel with the rows."""
 
 
+def check_for_model(request: GenerationRequest, adapter: ModelAdapter) -> None:
+    """The request rules that depend on the loaded model (the others hold in ``build_request``)."""
+    if request.use_retroactive_pruning and request.num_layers_to_use > adapter.num_layers:
+        raise RequestError("num_layers_to_use", f"must be in [0, {adapter.num_layers}] for this model "
+                           f"(0 = all {adapter.num_layers} layers), got {request.num_layers_to_use}")
+
+
 class Batch:
     """Rows generating together over one KV cache.
 
@@ -76,9 +83,7 @@ class Batch:
         hold) and merge them into the batch."""
         keys = list(range(len(requests))) if keys is None else keys
         for request in requests:
-            if request.use_retroactive_pruning and request.num_layers_to_use > self.adapter.num_layers:
-                raise RequestError("num_layers_to_use", f"must be in [0, {self.adapter.num_layers}] for this model "
-                                   f"(0 = all {self.adapter.num_layers} layers), got {request.num_layers_to_use}")
+            check_for_model(request, self.adapter)
         rows = [Row(key, r, encode_prompt(self.tokenizer, r)) for key, r in zip(keys, requests)]
         for row in rows:
             if row.request.mode == "default" and row.request.temperature > 0:

@@ -18,10 +18,10 @@ def same(result, reference):
 
 
 def test_a_request_joins_a_running_batch(engine):
-    first = engine.request("a big red dog ran to the house and", selection_threshold=0.05, max_tokens=10)
-    second = engine.request("bird", selection_threshold=0.1, max_tokens=6, repetition_penalty=1.2,
+    first = engine.request("a big red dog ran to the house and", selection_threshold=0.05, max_tokens=10, min_steps=10)
+    second = engine.request("bird", selection_threshold=0.1, max_tokens=6, min_steps=6, repetition_penalty=1.2,
                             allow_intraset_token_visibility=True)
-    third = engine.request("the cat sat on the mat and the dog sat on the rug", max_tokens=4, temperature=0.0)
+    third = engine.request("the cat sat on the mat and the dog sat on the rug", max_tokens=4, min_steps=4, temperature=0.0)
     batch = Batch(engine.adapter, engine.loaded.tokenizer, engine.eos_ids, engine.pad_id)
     batch.add([first], keys=["first"])
     for _ in range(3):
@@ -37,8 +37,9 @@ def test_a_request_joins_a_running_batch(engine):
 
 
 def test_cancelling_one_row_leaves_the_other_unchanged(engine):
-    keep = engine.request("the cat sat on the", selection_threshold=0.05, max_tokens=8)
-    drop = engine.request("a big red dog ran to the house and", selection_threshold=0.05, max_tokens=8)
+    keep = engine.request("the cat sat on the", selection_threshold=0.05, max_tokens=8, min_steps=8)
+    drop = engine.request("a big red dog ran to the house and", selection_threshold=0.05, max_tokens=8,
+                          min_steps=8)
     steps_seen = []
     batch = Batch(engine.adapter, engine.loaded.tokenizer, engine.eos_ids, engine.pad_id,
                   on_step=lambda row: steps_seen.append((row.key, len(row.token_sets))))

@@ -76,7 +76,7 @@ def hand_mask(n_prompt, sets, intraset):
 def test_cached_steps_equal_one_uncached_pass_over_the_layout(engine, intraset):
     """The step-by-step cache gives the rows of one full forward with the spec's mask written by hand."""
     tok, model = engine.loaded.tokenizer, engine.loaded.model
-    request = engine.request(PROMPTS[1], selection_threshold=0.05, max_tokens=6,
+    request = engine.request(PROMPTS[1], selection_threshold=0.05, max_tokens=6, min_steps=6,
                              allow_intraset_token_visibility=intraset)
     batch = Batch(engine.adapter, tok, engine.eos_ids, engine.pad_id)
     batch.add([request])
@@ -114,7 +114,7 @@ def test_positions_every_token_of_step_s_sits_at_p_plus_s(engine, monkeypatch):
         return original(input_ids, position_ids, mask, cache, **options)
 
     monkeypatch.setattr(engine.adapter, "forward", recording)
-    results = engine.generate_batch(PROMPTS[:2], selection_threshold=0.05, max_tokens=6)
+    results = engine.generate_batch(PROMPTS[:2], selection_threshold=0.05, max_tokens=6, min_steps=6)
     prompt_lengths = [r.settings["prompt_tokens"] for r in results]
     assert seen[0].shape[0] == 2
     for s, positions in enumerate(seen[1:]):

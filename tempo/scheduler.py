@@ -22,13 +22,12 @@ import time
 from typing import Any
 
 from tempo.engine.output import token_text
-from tempo.engine.row import Row, build_result
+from tempo.engine.row import Row, build_result, record_step
 from tempo.engine.tempo import Batch
 from tempo.errors import RequestError
 from tempo.generation import Tempo
 from tempo.jobs import ENDS, Counters, Job, Update  # noqa: F401 (re-exported)
 from tempo.request import GenerationRequest
-from tempo.result import Candidate, Step
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +275,7 @@ class Scheduler:
                 job._context.append(record.tokens[max(kept, key=lambda i: record.probs[i])])
         pruning = getattr(row.request, "use_retroactive_pruning", False)
         first = 0 if pruning else len(row.sets) - 1
-        steps = [_step(s, record, job._texts[s], len(row.prompt_ids)) for s, record in enumerate(row.sets)
+        steps = [record_step(s, record, job._texts[s], len(row.prompt_ids)) for s, record in enumerate(row.sets)
                  if s >= first]
         job._push(Update("step", steps=steps))
 
@@ -285,13 +284,3 @@ class Scheduler:
             self._jobs.pop(job.key, None)
             self.counters.requests_failed += 1
             job._finish(error=exc)
-
-
-def _step(s: int, record: Any, texts: list[str], prompt_len: int) -> Step:
-    """A ``Step`` of the result shape from the batch's record of one set (a copy: the record changes)."""
-    candidates = [Candidate(token_id=t, text=text, probability=p, status=status, pruned_at_step=at, attention=a)
-                  for t, text, p, status, at, a in zip(record.tokens, texts, record.probs, record.status,
-                                                       record.pruned_at, record.attention)]
-    return Step(step=s, position=prompt_len + s, selection_threshold=record.selection_threshold,
-                attention_threshold=record.attention_threshold, unattended=record.unattended,
-                candidates=candidates)

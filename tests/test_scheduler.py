@@ -119,3 +119,16 @@ def test_a_tree_search_interleaves_with_the_batch_and_can_be_cancelled(engines, 
             long_search.cancel()
     assert long_search.cancelled and long_search.result is None and len(long_search.steps) < 50
     assert scheduler.submit(quick).wait(60).text == quick_job.result.text
+
+
+def test_streamed_tree_search_steps_carry_visits_and_values(engines, scheduler):
+    """The stream builds its steps the way the final result does, MCTS visit counts and values included."""
+    engine = engines["llama"]
+    job = scheduler.submit(engine.request("the cat", mode="mcts", max_tokens=4, min_steps=4, mcts_simulations=3,
+                                          mcts_depth=1))
+    for _ in job.stream():
+        pass
+    streamed = [[(c.token_id, c.visits, c.value) for c in s.candidates] for s in job.steps]
+    final = [[(c.token_id, c.visits, c.value) for c in s.candidates] for s in job.result.steps]
+    assert streamed == final and len(final) == 4
+    assert all(visits is not None and visits >= 1 for step in final for _, visits, _ in step)

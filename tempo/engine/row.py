@@ -93,21 +93,27 @@ class Row:
                             r.bezier_p1, r.bezier_p2, r.relu_activation_point)
 
 
+def record_step(s: int, record: SetRecord, texts: list[str], prompt_len: int) -> Step:
+    """The ``Step`` of the result shape for step ``s``'s set (new objects: the record keeps changing
+    while pruning may still judge it). ``texts`` are its tokens' texts in their context."""
+    candidates = [
+        Candidate(token_id=t, text=text, probability=p, status=status, pruned_at_step=pruned_at,
+                  attention=attention, visits=visits, value=value)
+        for t, text, p, status, pruned_at, attention, visits, value in zip(
+            record.tokens, texts, record.probs, record.status, record.pruned_at, record.attention, record.visits,
+            record.values)
+    ]
+    return Step(step=s, position=prompt_len + s, selection_threshold=record.selection_threshold,
+                attention_threshold=record.attention_threshold, unattended=record.unattended, candidates=candidates)
+
+
 def build_result(row: Row, tokenizer: Any, model_info: dict[str, Any]) -> GenerationResult:
     """Turn a row (finished or in progress) into the result of TEMPO_SPEC section 8."""
     context = list(row.prompt_ids)
     steps = []
     for s, record in enumerate(row.sets):
-        candidates = [
-            Candidate(token_id=t, text=token_text(tokenizer, context, t), probability=p, status=status,
-                      pruned_at_step=pruned_at, attention=attention, visits=visits, value=value)
-            for t, p, status, pruned_at, attention, visits, value in zip(
-                record.tokens, record.probs, record.status, record.pruned_at, record.attention, record.visits,
-                record.values)
-        ]
-        steps.append(Step(step=s, position=len(row.prompt_ids) + s, selection_threshold=record.selection_threshold,
-                          attention_threshold=record.attention_threshold, unattended=record.unattended,
-                          candidates=candidates))
+        texts = [token_text(tokenizer, context, t) for t in record.tokens]
+        steps.append(record_step(s, record, texts, len(row.prompt_ids)))
         if record.kept:
             context.append(record.tokens[record.kept[0]])
     decode_s = max(0.0, (row.finished_at or row.decode_start) - row.decode_start)

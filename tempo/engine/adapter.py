@@ -130,8 +130,8 @@ class ModelAdapter:
         """One cache holding the rows of ``first`` then ``second``, each left-padded along the
         sequence with ``*_pad`` zero slots (which the callers' masks never let anyone attend)."""
         for a, b in zip(first.layers, second.layers):
-            a.keys = torch.cat([_left_pad_seq(a.keys, first_pad), _left_pad_seq(b.keys, second_pad)])
-            a.values = torch.cat([_left_pad_seq(a.values, first_pad), _left_pad_seq(b.values, second_pad)])
+            a.keys = torch.cat([left_pad_seq(a.keys, first_pad), left_pad_seq(b.keys, second_pad)])
+            a.values = torch.cat([left_pad_seq(a.values, first_pad), left_pad_seq(b.values, second_pad)])
         if hasattr(first, "tempo_positions"):
             first.tempo_positions = torch.cat([_left_pad_positions(first.tempo_positions, first_pad),
                                                _left_pad_positions(second.tempo_positions, second_pad)])
@@ -167,7 +167,7 @@ def _left_pad_positions(positions: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.cat([positions.new_zeros(positions.shape[0], pad), positions], dim=1) if pad else positions
 
 
-def _left_pad_seq(states: torch.Tensor, pad: int) -> torch.Tensor:
+def left_pad_seq(states: torch.Tensor, pad: int) -> torch.Tensor:
     """``[B, H, T, D]`` -> ``[B, H, pad + T, D]`` with zeros on the left."""
     if pad == 0:
         return states

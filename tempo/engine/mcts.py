@@ -121,8 +121,7 @@ class MctsSearch:
             return logits[0, -1]
         logits = self._extend(ids)
         if self.prompt_cache is not None and prompt_cache.plain(self.cache):
-            keys, values = prompt_cache.row_entry(self.cache, 0, len(ids))
-            self.prompt_cache.put(ids, keys, values, logits[None, None])
+            self.prompt_cache.put_row(ids, self.cache, 0, logits)
         return logits
 
     def _distribution(self, logits: torch.Tensor, path: list[int], depth: int) -> tuple[torch.Tensor, torch.Tensor]:

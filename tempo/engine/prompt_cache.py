@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from tempo.engine.adapter import left_pad_seq
+
 log = logging.getLogger(__name__)
 
 GIB = 1024 ** 3
@@ -127,6 +129,14 @@ class PromptCache:
                   len(self._entries), self.bytes / 2 ** 20)
         return entry
 
+    def put_row(self, ids: Any, cache: Any, row: int, logits: torch.Tensor) -> Entry:
+        """Store row ``row`` of a left-padded prefill: its last ``len(ids)`` slots of every layer of
+        ``cache`` and its last logits ``[1, V]`` or ``[1, 1, V]``."""
+        n = len(ids)
+        keys = [layer.keys[row:row + 1, :, layer.keys.shape[2] - n:] for layer in cache.layers]
+        values = [layer.values[row:row + 1, :, layer.values.shape[2] - n:] for layer in cache.layers]
+        return self.put(ids, keys, values, logits.reshape(1, 1, -1))
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
@@ -161,13 +171,6 @@ def supports(adapter: Any) -> bool:
         return False
 
 
-def row_entry(cache: Any, row: int, length: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Row ``row``'s last ``length`` slots of every layer of a left-padded ``cache``: ``[1, H, length, D]`` views."""
-    keys = [layer.keys[row:row + 1, :, layer.keys.shape[2] - length:] for layer in cache.layers]
-    values = [layer.values[row:row + 1, :, layer.values.shape[2] - length:] for layer in cache.layers]
-    return keys, values
-
-
 def build_cache(entries: list[Entry], adapter: Any) -> tuple[torch.Tensor, DynamicCache]:
     """The rows' last logits ``[B, 1, V]`` and a fresh cache of the rows ``entries``, left-padded with
     zero slots to the longest (the callers' masks hide them), in the form the adapter's forward makes:
@@ -177,8 +180,8 @@ def build_cache(entries: list[Entry], adapter: Any) -> tuple[torch.Tensor, Dynam
     windowed = bool(getattr(adapter, "windows", None))
     cache = DynamicCache() if windowed else DynamicCache(config=adapter.model.config)
     for i in range(len(entries[0].keys)):
-        keys = torch.cat([_left_pad(entry.keys[i], width - entry.length) for entry in entries])
-        values = torch.cat([_left_pad(entry.values[i], width - entry.length) for entry in entries])
+        keys = torch.cat([left_pad_seq(entry.keys[i], width - entry.length) for entry in entries])
+        values = torch.cat([left_pad_seq(entry.values[i], width - entry.length) for entry in entries])
         cache.update(keys, values, i)
     if windowed:
         device = entries[0].logits.device
@@ -186,11 +189,3 @@ def build_cache(entries: list[Entry], adapter: Any) -> tuple[torch.Tensor, Dynam
             torch.cat([torch.zeros(width - e.length, dtype=torch.long), torch.arange(e.length)]) for e in entries
         ]).to(device)
     return torch.cat([entry.logits for entry in entries]), cache
-
-
-def _left_pad(states: torch.Tensor, pad: int) -> torch.Tensor:
-    """``[B, H, T, D]`` -> ``[B, H, pad + T, D]`` with zeros on the left."""
-    if pad == 0:
-        return states
-    zeros = states.new_zeros(states.shape[0], states.shape[1], pad, states.shape[3])
-    return torch.cat([zeros, states], dim=2)

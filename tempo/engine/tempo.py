@@ -154,8 +154,7 @@ class Batch:
             return None
         entries = {}
         for b, ids in enumerate(prompts):
-            keys, values = prompt_cache.row_entry(cache, b, len(ids))
-            entries[ids] = self.prompt_cache.put(ids, keys, values, logits[b:b + 1])
+            entries[ids] = self.prompt_cache.put_row(ids, cache, b, logits[b])
         return entries
 
     def _merge(self, rows: list[Row], cache: Any, state: dict[str, torch.Tensor]) -> None:

@@ -139,15 +139,14 @@ def request_overrides(args: argparse.Namespace) -> dict:
 
 
 def run_compare(args: argparse.Namespace, settings) -> int:
-    from tempo.generation import Tempo
+    from tempo.generation import Tempo, compare_requests
     from tempo.render import terminal_text
     from tempo.request import build_request
 
     overrides = request_overrides(args)
     build_request(args.prompt, settings, **overrides)  # bad input fails before the model loads
     if args.dry_run:  # every request compare will run, so a bad combination shows before the model loads
-        given = {k: v for k, v in overrides.items() if v is not None}
-        checked = [build_request(args.prompt, settings, **{**given, **mode}) for mode in COMPARE_MODES]
+        checked = list(compare_requests(args.prompt, settings, **overrides).values())
         log.debug("compare: %d requests validated", len(checked))
     engine = Tempo.from_settings(settings, model_id=args.model)
     if args.dry_run:
@@ -185,15 +184,6 @@ def run_generate(args: argparse.Namespace, settings) -> int:
         else:
             print(terminal_text(result, colour))
     return 0
-
-
-COMPARE_MODES = (
-    {"mode": "tempo", "use_retroactive_pruning": False},
-    {"mode": "tempo", "use_retroactive_pruning": True},
-    {"mode": "mcts"},
-    {"mode": "default", "temperature": 0.0},
-)
-"""The requests ``Tempo.compare`` runs, as overrides of the given settings (checked by ``--dry-run``)."""
 
 
 def dry_run_summary(engine, requests: list) -> int:

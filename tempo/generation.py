@@ -46,6 +46,21 @@ def special_ids(loaded: LoadedModel, settings: Any) -> tuple[list[int], int]:
     return eos, pad
 
 
+COMPARE_MODES = {
+    "tempo": {"mode": "tempo", "use_retroactive_pruning": False},
+    "tempo_pruning": {"mode": "tempo", "use_retroactive_pruning": True},
+    "mcts": {"mode": "mcts"},
+    "default": {"mode": "default", "temperature": 0.0},
+}
+"""The runs of ``compare``: what each sets over the given settings."""
+
+
+def compare_requests(prompt: str, settings: Any, **overrides: Any) -> dict[str, GenerationRequest]:
+    """The validated requests of ``compare``, by mode name (no model needed: the CLI checks them first)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return {name: build_request(prompt, settings, **{**given, **mode}) for name, mode in COMPARE_MODES.items()}
+
+
 class Tempo:
     """A model plus settings; thread-safe: one generation batch runs at a time."""
 
@@ -95,13 +110,7 @@ class Tempo:
         """One prompt in every mode, for side-by-side views: TEMPO, TEMPO with pruning, MCTS and
         default greedy. ``settings`` apply to all (``mode``, ``use_retroactive_pruning`` and, for the
         greedy run, ``temperature`` are set per mode). With the prompt cache the prompt is prefilled once."""
-        settings = {k: v for k, v in settings.items() if k not in ("mode", "use_retroactive_pruning")}
-        requests = {
-            "tempo": self.request(prompt, **settings, mode="tempo", use_retroactive_pruning=False),
-            "tempo_pruning": self.request(prompt, **settings, mode="tempo", use_retroactive_pruning=True),
-            "mcts": self.request(prompt, **settings, mode="mcts"),
-            "default": self.request(prompt, **{**settings, "temperature": 0.0}, mode="default"),
-        }
+        requests = compare_requests(prompt, self.settings, **settings)
         log.debug("compare: modes %s on a prompt of %d characters", list(requests), len(prompt))
         return dict(zip(requests, self.run(list(requests.values()))))
 

@@ -5,17 +5,17 @@ port from the ``api`` section (or ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`
 """
 import sys
 
-from tempo.config import load_settings
+from tempo.settings.loader import load_settings
 from tempo.errors import TempoError
-from tempo.logs import configure_logging
+from tempo.settings.logs import configure_logging
 
 
 def main() -> None:
     try:
         settings = load_settings()
         configure_logging(settings)
-        from tempo.api import ApiConfig, bind_address, create_app
-        from tempo.generation import Tempo
+        from tempo.serve.rest import ApiConfig, bind_address, create_app
+        from tempo.engine.runner import Tempo
 
         engine = Tempo.from_settings(settings)
     except TempoError as exc:

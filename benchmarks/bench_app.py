@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_generate import random_llama  # noqa: E402
-from tempo.api import Server, create_app  # noqa: E402
-from tempo.config import load_settings  # noqa: E402
-from tempo.generation import Tempo  # noqa: E402
-from tempo.model import load_model  # noqa: E402
+from tempo.serve.rest import Server, create_app  # noqa: E402
+from tempo.settings.loader import load_settings  # noqa: E402
+from tempo.engine.runner import Tempo  # noqa: E402
+from tempo.models.loading import load_model  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_generate import random_llama  # noqa: E402
 from tempo.engine.prompt_cache import PromptCache  # noqa: E402
-from tempo.engine.tempo import Batch  # noqa: E402
-from tempo.generation import Tempo  # noqa: E402
-from tempo.model import load_model  # noqa: E402
+from tempo.engine.batch import Batch  # noqa: E402
+from tempo.engine.runner import Tempo  # noqa: E402
+from tempo.models.loading import load_model  # noqa: E402
 
 log = logging.getLogger("bench")
 VOCAB = 8192  # random_llama's

@@ -1,6 +1,9 @@
-"""TEMPO: threshold-enabled multipath parallel output — see where a language model hesitates."""
+"""TEMPO: threshold-enabled multipath parallel output — see where a language model hesitates.
+
+The value types load at once; the engine (torch, transformers, dynaconf) loads on first use of
+``Tempo`` / ``generate`` / ``generate_batch``, so ``import tempo.request`` stays light.
+"""
 from tempo.errors import ModelLoadError, RequestError, SettingsError, TempoError
-from tempo.generation import Tempo, generate, generate_batch
 from tempo.request import GenerationRequest, build_request
 from tempo.result import Candidate, GenerationResult, Step
 
@@ -8,3 +11,13 @@ __all__ = [
     "Candidate", "GenerationRequest", "GenerationResult", "ModelLoadError", "RequestError", "SettingsError",
     "Step", "Tempo", "TempoError", "build_request", "generate", "generate_batch",
 ]
+
+_ENGINE = ("Tempo", "generate", "generate_batch")
+
+
+def __getattr__(name: str):
+    if name in _ENGINE:
+        from tempo.engine import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'tempo' has no attribute {name!r}")

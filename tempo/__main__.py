@@ -1,5 +1,5 @@
 import sys
 
-from tempo.cli import main
+from tempo.cli.main import main
 
 sys.exit(main())

@@ -11,8 +11,12 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from tempo.config import COMPLETE_PRUNING_MODES, MODES, NEXT_LOGITS_MODES, SCHEDULES
 from tempo.errors import RequestError
+
+NEXT_LOGITS_MODES = ("mixture", "top", "last")
+SCHEDULES = ("constant", "bezier", "relu")
+MODES = ("tempo", "default", "mcts")
+COMPLETE_PRUNING_MODES = ("keep_token", "keep_unattended", "remove_position")
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def engines(tiny_model_dir):
-    from tempo.generation import Tempo
-    from tempo.model import load_model
+    from tempo.engine.runner import Tempo
+    from tempo.models.loading import load_model
 
     from transformers import PreTrainedTokenizerFast
 

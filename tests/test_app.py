@@ -6,10 +6,10 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from tempo.api import ApiConfig, Server, create_app
-from tempo.config import load_settings
-from tempo.generation import Tempo
-from tempo.model import load_model
+from tempo.serve.rest import ApiConfig, Server, create_app
+from tempo.settings.loader import load_settings
+from tempo.engine.runner import Tempo
+from tempo.models.loading import load_model
 from tempo.result import GenerationResult
 
 SET = {"selection_threshold": 0.05, "max_tokens": 10, "min_steps": 10}

@@ -1,8 +1,8 @@
 """The app's controls map 1:1 to request fields; spans and tables of a result (no server)."""
 import gradio as gr
 
-from tempo import controls
-from tempo.render import PRUNED, REMOVED_LABEL, SET, candidates_table, highlighted_spans, struck
+from tempo.ui import controls
+from tempo.ui.render import PRUNED, REMOVED_LABEL, SET, candidates_table, highlighted_spans, struck
 from tempo.request import GenerationRequest, build_request
 from tempo.result import Candidate, GenerationResult, ModelInfo, Step, Timing
 

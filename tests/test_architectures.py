@@ -7,7 +7,7 @@ import torch
 from torch.testing import assert_close
 
 from tempo.engine.mcts import MctsSearch
-from tempo.engine.tempo import Batch
+from tempo.engine.batch import Batch
 from tempo.errors import ModelLoadError
 from tiny_architectures import REFUSED, SUPPORTED, WINDOW, save_tiny
 
@@ -22,8 +22,8 @@ def arch_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def arch_engines(arch_dirs):
-    from tempo.generation import Tempo
-    from tempo.model import load_model
+    from tempo.engine.runner import Tempo
+    from tempo.models.loading import load_model
 
     return {kind: Tempo(load_model(str(arch_dirs[kind]))) for kind in SUPPORTED}
 
@@ -142,8 +142,8 @@ def test_batched_rows_of_different_lengths_and_set_sizes(arch_engines, kind):
 
 @pytest.mark.parametrize("kind", REFUSED)
 def test_state_space_hybrids_are_refused_with_the_reason(arch_dirs, kind):
-    from tempo.generation import Tempo
-    from tempo.model import load_model
+    from tempo.engine.runner import Tempo
+    from tempo.models.loading import load_model
 
     with pytest.raises(ModelLoadError) as info:
         Tempo(load_model(str(arch_dirs[kind])))
@@ -153,7 +153,7 @@ def test_state_space_hybrids_are_refused_with_the_reason(arch_dirs, kind):
 
 
 def test_cli_refuses_a_state_space_hybrid_in_one_line(arch_dirs, capsys):
-    from tempo.cli import main
+    from tempo.cli.main import main
 
     assert main(["generate", "--model", str(arch_dirs["bamba"]), "--prompt", "the cat"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tempo.errors import ModelLoadError, RequestError
-from tempo.model import load_model
+from tempo.models.loading import load_model
 from tempo.request import build_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def test_python_api_names_the_field_and_range(engines, fields, field, allowed):
 
 
 def test_limit_comes_from_settings(monkeypatch):
-    from tempo.config import load_settings
+    from tempo.settings.loader import load_settings
 
     monkeypatch.setenv("TEMPO_GENERATION__MAX_TOKENS_LIMIT", "50")
     monkeypatch.setenv("TEMPO_GENERATION__MAX_TOKENS", "20")

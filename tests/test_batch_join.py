@@ -3,7 +3,7 @@ import torch
 from torch.testing import assert_close
 
 from tempo.engine.row import build_result
-from tempo.engine.tempo import Batch
+from tempo.engine.batch import Batch
 
 
 def alone(engine, request):

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from tempo.api import Server, create_app
-from tempo.config import load_settings
-from tempo.generation import Tempo
-from tempo.model import load_model
+from tempo.serve.rest import Server, create_app
+from tempo.settings.loader import load_settings
+from tempo.engine.runner import Tempo
+from tempo.models.loading import load_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (tests/run.sh installs it)")

@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from tempo.settings_cli import main
+from tempo.cli.config import main
 
 V1 = {
     "model": {"model_id": "assets/models/tempo-tiny-code", "device": None, "use_rope_modification": True},
@@ -140,7 +140,7 @@ def test_python_m_tempo_config():
 
 def test_full_cli_validate_lists_every_error_of_a_broken_file(tmp_path, capsys):
     """Through ``python -m tempo``, whose other commands load the settings first: config reads them itself."""
-    from tempo.cli import main as tempo_main
+    from tempo.cli.main import main as tempo_main
 
     broken = tmp_path / "broken.toml"
     broken.write_text('[default.generation]\ntop_p = 2.0\nbeam_width = 4\n[default.model]\nquantization = "4bit"\n')

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tempo.config import PROFILES, REJECTED, load_settings, read_settings
+from tempo.settings.loader import PROFILES, REJECTED, load_settings, read_settings
 from tempo.errors import SettingsError
 from tempo.request import build_request
 
@@ -119,8 +119,8 @@ def test_unknown_single_underscore_variable_is_reported(monkeypatch, caplog):
     monkeypatch.setenv("TEMPO_GENERATION_TEMPRATURE", "0.5")
     loaded = read_settings()
     assert any("TEMPO_GENERATION_TEMPRATURE names no setting" in line for line in loaded.unknown)
-    logger = logging.getLogger("tempo.config")
-    logger.addHandler(caplog.handler)  # the "tempo" logger may not propagate (tempo.logs)
+    logger = logging.getLogger("tempo.settings.loader")
+    logger.addHandler(caplog.handler)  # the "tempo" logger may not propagate (tempo.settings.logs)
     try:
         load_settings()  # a warning at load, not an error
     finally:
@@ -263,7 +263,7 @@ def test_custom_rope_key_is_rejected_with_a_reason(tmp_path):
 
 
 def test_every_rejected_key_is_documented():
-    from tempo.config import PROJECT_ROOT
+    from tempo.settings.loader import PROJECT_ROOT
 
     docs = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
     shipped = (PROJECT_ROOT / "settings.toml").read_text().splitlines()
@@ -276,7 +276,7 @@ def test_every_rejected_key_is_documented():
 
 
 def test_a_space_runs_the_space_profile_unless_told_otherwise(monkeypatch):
-    from tempo.config import active_profile, load_settings
+    from tempo.settings.loader import active_profile, load_settings
 
     monkeypatch.delenv("TEMPO_PROFILE", raising=False)
     monkeypatch.setenv("SPACE_ID", "someone/tempo")

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from tempo.engine.tempo import Batch
+from tempo.engine.batch import Batch
 
 PROMPTS = ["the cat sat on the", "a big red dog ran to the house and", "bird"]
 

@@ -4,7 +4,7 @@ import pytest
 from tempo.engine.output import bracketed_text, format_set
 from tempo.engine.prompting import THINKING_SYSTEM_MESSAGE, encode_prompt
 from tempo.engine.row import build_result
-from tempo.engine.tempo import Batch
+from tempo.engine.batch import Batch
 from tempo.request import GenerationRequest
 from tempo.result import Candidate, GenerationResult, Step
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tempo.config import load_settings
+from tempo.settings.loader import load_settings
 from tempo.errors import SettingsError
-from tempo.logs import LOG_FILE, MODULE_LOGGERS, ROOT, configure_logging
-from tempo.model import load_model
+from tempo.settings.logs import LOG_FILE, MODULE_LOGGERS, ROOT, configure_logging
+from tempo.models.loading import load_model
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 PROMPT = "the cat sat on the"
@@ -135,9 +135,9 @@ def test_global_debug_turns_on_every_module(monkeypatch, engines, tiny_model_dir
     engine = engines["llama"]
     engine.generate(PROMPT, use_retroactive_pruning=True, **SETS)
     engine.generate(PROMPT, mode="mcts", max_tokens=3, mcts_simulations=4)
-    assert {"tempo.model", "tempo.engine.row", "tempo.engine.attention", "tempo.engine.layout",
-            "tempo.engine.sampling", "tempo.engine.pruning", "tempo.engine.mcts", "tempo.engine.tempo",
-            "tempo.engine.adapter", "tempo.generation", "tempo.timing"} <= records.debug_loggers()
+    assert {"tempo.models.loading", "tempo.engine.row", "tempo.engine.attention", "tempo.engine.layout",
+            "tempo.engine.sampling", "tempo.engine.pruning", "tempo.engine.mcts", "tempo.engine.batch",
+            "tempo.engine.adapter", "tempo.engine.runner", "tempo.timing"} <= records.debug_loggers()
 
 
 def test_debug_mode_argument_acts_as_global_debug(monkeypatch, engines):
@@ -151,8 +151,8 @@ def test_every_switch_has_a_logger_that_speaks(monkeypatch, engines, tiny_model_
     generation (TEMPO with pruning, MCTS), the scheduler and a REST request."""
     from fastapi.testclient import TestClient
 
-    from tempo.api import create_app
-    from tempo.cli import main
+    from tempo.serve.rest import create_app
+    from tempo.cli.main import main
 
     records = Records()
     names = {name for loggers in MODULE_LOGGERS.values() for name in loggers}
@@ -193,7 +193,7 @@ def test_device_choice_is_logged(monkeypatch, tiny_model_dir):
     records = configure(monkeypatch)
     load_model(str(tiny_model_dir["llama"]), device="cpu")
     load_model(str(tiny_model_dir["llama"]))
-    lines = [r.getMessage() for r in records.records if r.name == "tempo.model" and r.levelno == logging.INFO]
+    lines = [r.getMessage() for r in records.records if r.name == "tempo.models.loading" and r.levelno == logging.INFO]
     assert "Using CPU (model.device = cpu)" in lines
     import torch
 
@@ -215,7 +215,7 @@ def cli(*args, env=None):
 
 
 def test_dry_run_loads_the_model_and_generates_nothing(monkeypatch, tiny_model_dir, capsys):
-    from tempo.cli import main
+    from tempo.cli.main import main
     from tempo.engine.adapter import ModelAdapter
 
     calls = []
@@ -262,7 +262,7 @@ def test_profile_writes_readable_stats(tiny_model_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"profile of generate written to {out}" in done.stderr
     functions = {(Path(file).name, name) for file, _, name in pstats.Stats(str(out)).stats}
-    assert ("cli.py", "run_generate") in functions and ("generation.py", "run") in functions
+    assert ("generate.py", "run_generate") in functions and ("runner.py", "run") in functions
 
 
 def test_profiling_setting_writes_to_profile_output_dir(tiny_model_dir, tmp_path):
@@ -277,6 +277,6 @@ def test_profiling_setting_writes_to_profile_output_dir(tiny_model_dir, tmp_path
 
 
 def test_switch_names_are_the_settings_keys():
-    from tempo.config import MODULE_DEBUG_NAMES
+    from tempo.settings.loader import MODULE_DEBUG_NAMES
 
     assert set(MODULE_LOGGERS) == set(MODULE_DEBUG_NAMES)

@@ -6,8 +6,8 @@ import torch
 
 from tempo.engine.mcts import MctsSearch, puct
 from tempo.errors import RequestError
-from tempo.generation import Tempo
-from tempo.model import load_model
+from tempo.engine.runner import Tempo
+from tempo.models.loading import load_model
 
 PROMPT = "the cat sat on the"
 EXACT = dict(temperature=1.0, top_k=0, top_p=1.0, selection_threshold=0.0)
@@ -157,7 +157,7 @@ def test_bad_mcts_values(engines, fields, field, allowed):
 
 
 def test_configured_depth_limit(monkeypatch):
-    from tempo.config import load_settings
+    from tempo.settings.loader import load_settings
     from tempo.request import build_request
 
     monkeypatch.setenv("TEMPO_MCTS__MAX_DEPTH", "4")

@@ -1,4 +1,4 @@
-"""``python -m tempo info`` / tempo.model_info: layer types per architecture, memory estimates against the
+"""``python -m tempo info`` / tempo.models.info: layer types per architecture, memory estimates against the
 bytes a cache really holds, parameter counts, clear one-line errors on broken configs."""
 import json
 from types import SimpleNamespace
@@ -6,10 +6,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tempo.cli import main
+from tempo.cli.main import main
 from tempo.engine import layout
 from tempo.engine.adapter import ModelAdapter
-from tempo.model_info import ModelInspectionError, allocated_cache_bytes, describe, inspect_model
+from tempo.models.info import ModelInspectionError, allocated_cache_bytes, describe, inspect_model
 from tiny_architectures import EXPECTED, KINDS, SUPPORTED, WINDOW, build_model, config, save_tiny
 
 VOCAB = 48
@@ -85,7 +85,7 @@ def test_parameter_estimate_and_safetensors_count(kind, tmp_path):
 
 
 def test_info_on_the_shipped_model_through_the_cli(capsys):
-    from tempo.model import load_model
+    from tempo.models.loading import load_model
 
     assert main(["info", "--model", SHIPPED, "--max-seq-len", "128", "--parallel-tokens", "3", "--compact"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -119,7 +119,7 @@ BROKEN = {
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_broken_config_is_one_clear_line(case, tmp_path, capsys):
     edit, message = BROKEN[case]
-    raw = json.loads((__import__("tempo.config", fromlist=["PROJECT_ROOT"]).PROJECT_ROOT / SHIPPED /
+    raw = json.loads((__import__("tempo.settings.loader", fromlist=["PROJECT_ROOT"]).PROJECT_ROOT / SHIPPED /
                       "config.json").read_text())
     edit(raw)
     (tmp_path / "config.json").write_text(json.dumps(raw))
@@ -166,10 +166,10 @@ def test_sliding_window_layers_are_listed_with_their_window():
 
 def test_model_tab_and_model_info_endpoint_carry_the_inspection(engines):
     """The app's Model tab: the summary line and the layer-type table; /model_info's ``inspection``."""
-    from tempo.config import load_settings
-    from tempo.endpoints import Endpoints
-    from tempo.scheduler import Scheduler
-    from tempo.ui import create_demo
+    from tempo.settings.loader import load_settings
+    from tempo.serve.endpoints import Endpoints
+    from tempo.serve.scheduler import Scheduler
+    from tempo.ui.app import create_demo
 
     engine = engines["llama"]
     settings = load_settings()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tempo.errors import ModelLoadError
-from tempo.model import load_model, resolve_device, resolve_dtype
+from tempo.models.loading import load_model, resolve_device, resolve_dtype
 
 
 def test_loads_local_path_with_dtype(tiny_model_dir):

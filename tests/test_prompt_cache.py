@@ -5,11 +5,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tempo.config import load_settings
+from tempo.settings.loader import load_settings
 from tempo.engine.prompt_cache import PromptCache, supports
-from tempo.engine.tempo import Batch
-from tempo.generation import Tempo
-from tempo.scheduler import Scheduler
+from tempo.engine.batch import Batch
+from tempo.engine.runner import Tempo
+from tempo.serve.scheduler import Scheduler
 
 PROMPT = "a big red dog ran to the house and"
 OTHER = "the cat sat on the mat and the dog sat on the rug"
@@ -204,7 +204,7 @@ def test_compare_prefills_the_prompt_once(pair):
 @pytest.fixture(scope="module")
 def arch_pairs(tmp_path_factory):
     """Sliding-window and latent-attention models: (with a prompt cache, without) on one model each."""
-    from tempo.model import load_model
+    from tempo.models.loading import load_model
     from tiny_architectures import save_tiny
 
     root = tmp_path_factory.mktemp("prompt_cache_architectures")

@@ -8,7 +8,7 @@ from torch.testing import assert_close
 from tempo.engine import layout, pruning
 from tempo.engine.output import format_set
 from tempo.engine.row import SetRecord
-from tempo.engine.tempo import Batch
+from tempo.engine.batch import Batch
 from tempo.errors import RequestError
 from tempo.request import GenerationRequest
 
@@ -261,7 +261,7 @@ def test_cli_pruning_flags_reach_the_request(tiny_model_dir):
 
 
 def test_pruning_settings_from_environment(monkeypatch):
-    from tempo.config import load_settings
+    from tempo.settings.loader import load_settings
     from tempo.errors import SettingsError
     from tempo.request import build_request
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from tempo.scheduler import Scheduler
+from tempo.serve.scheduler import Scheduler
 
 
 def same(result, reference):

@@ -1,7 +1,7 @@
 """Settings: settings.toml defaults, TEMPO_ overrides, profiles, validators, precedence."""
 import pytest
 
-from tempo.config import load_settings
+from tempo.settings.loader import load_settings
 from tempo.errors import SettingsError
 from tempo.request import GenerationRequest, build_request
 
@@ -54,7 +54,7 @@ def test_validators_name_key_and_range(monkeypatch, key, value, message):
 def test_file_logging_writes_to_log_dir(monkeypatch, tmp_path):
     import logging
 
-    from tempo.logs import configure_logging
+    from tempo.settings.logs import configure_logging
 
     monkeypatch.setenv("TEMPO_LOGGING__ENABLE_FILE_LOGGING", "true")
     monkeypatch.setenv("TEMPO_LOGGING__LOG_DIR", str(tmp_path / "logs"))

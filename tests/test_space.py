@@ -41,17 +41,17 @@ def test_readme_front_matter_configures_a_gradio_space_matching_requirements():
 
 
 def test_only_what_the_space_needs_is_uploaded():
-    from tempo.deploy import space_files
+    from tempo.cli.deploy import space_files
 
     files = space_files()
-    assert {"app.py", "requirements.txt", "README.md", "settings.toml", "tempo/ui.py", "tempo/api.py"} <= set(files)
+    assert {"app.py", "requirements.txt", "README.md", "settings.toml", "tempo/ui/app.py", "tempo/serve/rest.py"} <= set(files)
     assert not [f for f in files if f.startswith(("tests/", ".venv/", "benchmarks/", ".git/", "tempo/train/"))]
     assert not [f for f in files if f.endswith((".pyc", ".secrets.toml"))]
 
 
 def run_deploy(monkeypatch, capsys, token: str | None, *args: str) -> tuple[int, str]:
     """``python -m tempo deploy ...`` in this process: exit code and everything printed."""
-    from tempo.cli import main
+    from tempo.cli.main import main
 
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.delenv(name, raising=False)
@@ -82,8 +82,8 @@ def test_deploy_rejects_a_bad_space_id(monkeypatch, capsys):
 
 
 def test_zerogpu_decorator_only_when_the_package_is_present(tmp_path, monkeypatch, engines):
-    from tempo import zerogpu
-    from tempo.scheduler import Scheduler
+    from tempo.serve import zerogpu
+    from tempo.serve.scheduler import Scheduler
 
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
     assert zerogpu.gpu_decorator() is None
@@ -114,7 +114,7 @@ def test_zerogpu_decorator_only_when_the_package_is_present(tmp_path, monkeypatc
 
 
 def test_the_server_binds_where_a_space_expects_it(monkeypatch):
-    from tempo.api import ApiConfig, bind_address
+    from tempo.serve.rest import ApiConfig, bind_address
 
     for name in ("SPACE_ID", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
         monkeypatch.delenv(name, raising=False)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from tempo.cli import main
-from tempo.config import load_settings
+from tempo.cli.main import main
+from tempo.settings.loader import load_settings
 from tempo.train.config import MODEL_PRESETS, TrainConfig, TrainConfigError, load_yaml, resolve_config
 from tempo.train.modeling import architecture, build_model, count_parameters, expected_parameters
 
@@ -103,8 +103,8 @@ def test_stage_presets_use_the_seeds_learning_rates():
 
 
 def test_settings_section_and_environment(monkeypatch):
-    from tempo.cli import build_parser
-    from tempo.train.cli import config_from_args
+    from tempo.cli.main import build_parser
+    from tempo.cli.train import config_from_args
 
     monkeypatch.setenv("TEMPO_TRAIN__LEARNING_RATE", "3e-4")
     monkeypatch.setenv("TEMPO_TRAIN__BATCH_SIZE", "5")

@@ -48,8 +48,8 @@ def test_a_few_steps_lower_the_loss(trained):
 def test_saved_model_reloads_and_generates_with_tempo(trained):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tempo.generation import Tempo
-    from tempo.model import load_model
+    from tempo.engine.runner import Tempo
+    from tempo.models.loading import load_model
 
     config, summary = trained
     out = config.path("output_dir")
@@ -121,7 +121,7 @@ def test_other_architectures_train_and_save(data_dir, tmp_path, values):
 
 
 def test_command_line_prepare_then_train(tmp_path, capsys):
-    from tempo.cli import main
+    from tempo.cli.main import main
 
     corpus = write_corpus(tmp_path / "corpus")
     model = ["--vocab-size", "300", "--d-model", "32", "--n-layers", "1", "--n-heads", "2", "--d-ff", "64",

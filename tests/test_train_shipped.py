@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tempo.config import PROJECT_ROOT, load_settings
-from tempo.model import resolve_model_path
+from tempo.settings.loader import PROJECT_ROOT, load_settings
+from tempo.models.loading import resolve_model_path
 
 SHIPPED = PROJECT_ROOT / "assets" / "models" / "tempo-tiny-code"
 
@@ -17,7 +17,7 @@ LOAD_SCRIPT = """
 import json, time
 import torch, transformers  # imported before the clock starts: we time the model load
 from transformers import AutoModelForCausalLM, LlamaForCausalLM, PreTrainedTokenizerFast
-from tempo.model import load_model
+from tempo.models.loading import load_model
 start = time.perf_counter()
 loaded = load_model("assets/models/tempo-tiny-code", device="cpu")
 print(json.dumps({"seconds": time.perf_counter() - start, "class": type(loaded.model).__name__}))
@@ -56,8 +56,8 @@ def test_shipped_model_loads_offline_in_under_5_seconds():
 
 @pytest.fixture(scope="module")
 def shipped_engine():
-    from tempo.generation import Tempo
-    from tempo.model import load_model
+    from tempo.engine.runner import Tempo
+    from tempo.models.loading import load_model
 
     return Tempo(load_model(str(SHIPPED), device="cpu"))
 

@@ -22,7 +22,7 @@ class ModelAdapter:
 
     def __init__(self, model: Any):
         from tempo.engine.attention import NAME
-        from tempo.model_info import sliding_windows, tempo_support
+        from tempo.models.info import sliding_windows, tempo_support
 
         # One decision for `info` and the engine: state-space layers and the like are refused here.
         self.support = tempo_support(model.config)

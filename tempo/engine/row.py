@@ -9,7 +9,7 @@ import torch
 
 from tempo.engine.output import bracketed_text, clean_text, token_text
 from tempo.engine.schedules import threshold_at
-from tempo.logs import TIMING
+from tempo.settings.logs import TIMING
 from tempo.request import GenerationRequest
 from tempo.result import KEPT, Candidate, GenerationResult, ModelInfo, Step, Timing
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tempo.config import PROJECT_ROOT
+from tempo.settings.loader import PROJECT_ROOT
 from tempo.errors import TempoError
 
 log = logging.getLogger(__name__)

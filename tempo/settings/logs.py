@@ -21,13 +21,13 @@ token_generator        tempo.engine.row, tempo.engine.adapter      every set as 
 attention_manager      tempo.engine.attention                      which layers return attention, their shapes
 rope_modifier          tempo.engine.layout                         position ids: prompt 0..P-1, a step's whole set
                                                                    at P + s (TEMPO's shared position)
-model_wrapper          tempo.model                                 device and dtype choice, load details
+model_wrapper          tempo.models.loading                                 device and dtype choice, load details
 token_selector         tempo.engine.sampling                       set sizes against the thresholds, top-k / top-p
-parallel_generator     tempo.engine.tempo, tempo.scheduler         the batch loop: rows joining, stepping, leaving
-experiment_runner      tempo.cli, tempo.generation                 requests validated, modes run (``compare``)
+parallel_generator     tempo.engine.batch, tempo.serve.scheduler         the batch loop: rows joining, stepping, leaving
+experiment_runner      tempo.cli.main, tempo.engine.runner                 requests validated, modes run (``compare``)
 retroactive_pruner     tempo.engine.pruning                        attention per judged candidate, what was pruned
 mcts_generator         tempo.engine.mcts                           simulations, visits and values per step
-api                    tempo.api                                   REST requests in and out
+api                    tempo.serve.rest                                   REST requests in and out
 cache_manager          tempo.engine.prompt_cache                   prompt-cache hits, misses, evictions
 performance_tracker    tempo.timing                                per-request prefill / decode / pruning seconds
 =====================  ==========================================  =============================================
@@ -55,13 +55,13 @@ MODULE_LOGGERS: dict[str, tuple[str, ...]] = {
     "token_generator": ("tempo.engine.row", "tempo.engine.adapter"),
     "attention_manager": ("tempo.engine.attention",),
     "rope_modifier": ("tempo.engine.layout",),
-    "model_wrapper": ("tempo.model",),
+    "model_wrapper": ("tempo.models.loading",),
     "token_selector": ("tempo.engine.sampling",),
-    "parallel_generator": ("tempo.engine.tempo", "tempo.scheduler"),
-    "experiment_runner": ("tempo.cli", "tempo.generation"),
+    "parallel_generator": ("tempo.engine.batch", "tempo.serve.scheduler"),
+    "experiment_runner": ("tempo.cli", "tempo.engine.runner"),
     "retroactive_pruner": ("tempo.engine.pruning",),
     "mcts_generator": ("tempo.engine.mcts",),
-    "api": ("tempo.api",),
+    "api": ("tempo.serve.rest",),
     "cache_manager": ("tempo.engine.prompt_cache",),
     "performance_tracker": (TIMING,),
 }

@@ -549,7 +549,7 @@ def load_config(model_id: str, trust_remote_code: bool = False, local_files_only
                 revision: str = "", cache_dir: str = "") -> Any:
     from transformers import AutoConfig
 
-    from tempo.model import resolve_model_path
+    from tempo.models.loading import resolve_model_path
 
     path = resolve_model_path(model_id)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": local_files_only}
@@ -584,7 +584,7 @@ def inspect_model(model_id: str, dtype: str = "auto", max_seq_len: int | None = 
                   **load: Any) -> dict[str, Any]:
     """``describe`` for a local folder or hub id; the parameter count from the safetensors headers when the
     weights are local, else estimated from the config (``parameters_source`` says which)."""
-    from tempo.model import resolve_model_path
+    from tempo.models.loading import resolve_model_path
 
     config = load_config(model_id, **load)
     path = resolve_model_path(model_id)

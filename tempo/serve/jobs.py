@@ -11,7 +11,7 @@ from tempo.request import GenerationRequest
 from tempo.result import GenerationResult, Step
 
 if TYPE_CHECKING:
-    from tempo.scheduler import Scheduler
+    from tempo.serve.scheduler import Scheduler
 
 ENDS = ("done", "cancelled", "error")
 

@@ -28,7 +28,7 @@ def add_info_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace, settings) -> int:
-    from tempo.model_info import inspect_model
+    from tempo.models.info import inspect_model
 
     section = settings.model if settings is not None else {}
     dtype = args.dtype if args.dtype is not None else section.get("torch_dtype", "auto")

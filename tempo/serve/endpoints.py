@@ -15,12 +15,12 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from tempo.config import MODES
+from tempo.request import MODES
 from tempo.errors import RequestError
-from tempo.render import partial_result
+from tempo.ui.render import partial_result
 from tempo.request import GenerationRequest, build_request
 from tempo.result import GenerationResult
-from tempo.scheduler import ENDS, Job, Scheduler
+from tempo.serve.scheduler import ENDS, Job, Scheduler
 
 
 def compare_variants() -> dict[str, dict[str, Any]]:
@@ -81,7 +81,7 @@ class Endpoints:
     def inspection(self) -> dict:
         """``model_info.describe`` of the loaded model (computed once: the config does not change)."""
         if getattr(self, "_inspection", None) is None:
-            from tempo.model_info import ModelInspectionError, describe_loaded
+            from tempo.models.info import ModelInspectionError, describe_loaded
 
             loaded = self.scheduler.engine.loaded
             try:

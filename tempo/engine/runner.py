@@ -12,13 +12,13 @@ import logging
 import threading
 from typing import Any, Iterable
 
-from tempo.config import default_settings
+from tempo.settings.loader import default_settings
 from tempo.engine.adapter import ModelAdapter
 from tempo.engine.mcts import MctsSearch
 from tempo.engine.prompt_cache import PromptCache, supports
 from tempo.engine.row import Row, build_result
-from tempo.engine.tempo import Batch, StepCallback
-from tempo.model import LoadedModel, load_from_settings
+from tempo.engine.batch import Batch, StepCallback
+from tempo.models.loading import LoadedModel, load_from_settings
 from tempo.request import GenerationRequest, build_request
 from tempo.result import GenerationResult
 

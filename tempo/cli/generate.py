@@ -1,27 +1,16 @@
-"""The command line: ``python -m tempo [--debug-mode] [--profile] [--dry-run] generate ...``.
-
-Errors a user can fix end the program with one line on stderr and exit code 2.
-Global flags go before the command: ``--debug-mode`` (DEBUG logging for every
-``tempo`` module), ``--profile`` (the command under cProfile, stats to a
-``.prof`` file), ``--dry-run`` (``generate`` / ``compare``: validate, load the
-model, generate nothing). docs/logging.md has the details.
-"""
+"""``generate`` and ``compare``: every request field as a flag, the generation, the output."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
-from tempo.config import COMPLETE_PRUNING_MODES, NEXT_LOGITS_MODES, SCHEDULES, load_settings
 from tempo.errors import TempoError
-from tempo.logs import TIMING, configure_logging
-from tempo.train.cli import add_train_parser
+from tempo.request import COMPLETE_PRUNING_MODES, NEXT_LOGITS_MODES, SCHEDULES
 
 log = logging.getLogger("tempo.cli")
-timing_log = logging.getLogger(TIMING)
 
 
 def add_generate_parser(sub: argparse._SubParsersAction) -> None:
@@ -139,8 +128,8 @@ def request_overrides(args: argparse.Namespace) -> dict:
 
 
 def run_compare(args: argparse.Namespace, settings) -> int:
-    from tempo.generation import Tempo, compare_requests
-    from tempo.render import terminal_text
+    from tempo.engine.runner import Tempo, compare_requests
+    from tempo.ui.render import terminal_text
     from tempo.request import build_request
 
     overrides = request_overrides(args)
@@ -163,8 +152,8 @@ def run_compare(args: argparse.Namespace, settings) -> int:
 
 
 def run_generate(args: argparse.Namespace, settings) -> int:
-    from tempo.generation import Tempo
-    from tempo.render import terminal_text
+    from tempo.engine.runner import Tempo
+    from tempo.ui.render import terminal_text
     from tempo.request import build_request
 
     overrides = request_overrides(args)
@@ -189,7 +178,7 @@ def run_generate(args: argparse.Namespace, settings) -> int:
 def dry_run_summary(engine, requests: list) -> int:
     """Check the rules that need the model (``check_for_model``), then print the one line ``--dry-run``
     prints once the requests are valid and the model is loaded."""
-    from tempo.engine.tempo import check_for_model
+    from tempo.engine.batch import check_for_model
 
     for request in requests:
         check_for_model(request, engine.adapter)
@@ -198,103 +187,3 @@ def dry_run_summary(engine, requests: list) -> int:
     print(f"dry run: model {info['id']} on {info['device']} ({info['dtype']}, {loaded.parameters:,} parameters); "
           f"{len(requests)} request{'s' if len(requests) != 1 else ''} validated; nothing generated")
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tempo", description="TEMPO: see where a language model hesitates.")
-    parser.add_argument("--settings", type=Path, help="a settings.toml to use instead of the project's")
-    parser.add_argument("--debug-mode", action="store_true",
-                        help="DEBUG logging for every tempo module (as debug.global_debug = true)")
-    parser.add_argument("--profile", action="store_true",
-                        help="run the command under cProfile and write the stats (as performance.enable_profiling)")
-    parser.add_argument("--profile-output", type=Path, metavar="PATH",
-                        help="where the profile goes (implies --profile; default: "
-                             "<performance.profile_output_dir>/tempo-<command>-<time>.prof)")
-    parser.add_argument("--dry-run", action="store_true", dest="global_dry_run",
-                        help="generate, compare: validate the settings and every request, load the model, "
-                             "generate nothing (deploy: its own --dry-run)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_generate_parser(sub)
-    add_compare_parser(sub)
-    add_train_parser(sub)
-    from tempo.deploy import add_deploy_parser; add_deploy_parser(sub)  # noqa: E702 -- the app's deploy (issue 6)
-    from tempo.info import add_info_parser; add_info_parser(sub)  # noqa: E702 -- model inspection (issue 8)
-    from tempo.settings_cli import add_config_parser; add_config_parser(sub)  # noqa: E702 -- issue 8
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if not getattr(args, "loads_settings", True):
-            # `config` reads the settings itself, so that --validate can list every problem of a broken file.
-            if args.global_dry_run:
-                raise TempoError(f"--dry-run: the {args.command} command has no dry run (generate, compare, deploy)")
-            return args.handler(args, None)
-        settings = load_settings(args.settings)
-        configure_logging(settings, debug_mode=args.debug_mode)
-        _quiet_libraries()
-        if args.global_dry_run:
-            if not hasattr(args, "dry_run"):
-                raise TempoError(f"--dry-run: the {args.command} command has no dry run (generate, compare, deploy)")
-            args.dry_run = True
-        if args.profile or args.profile_output is not None or _profiling_on(settings):
-            return run_profiled(args, settings)
-        return args.handler(args, settings)
-    except TempoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _profiling_on(settings) -> bool:
-    value = (settings.get("performance", None) or {}).get("enable_profiling", False)
-    if not isinstance(value, bool):
-        raise TempoError(f"invalid setting: performance.enable_profiling must be true or false, got {value!r}")
-    return value
-
-
-def profile_path(args: argparse.Namespace, settings) -> Path:
-    """``--profile-output``, else ``<performance.profile_output_dir>/tempo-<command>-<time>.prof``."""
-    if args.profile_output is not None:
-        path, key = args.profile_output.expanduser(), "--profile-output"
-    else:
-        folder = (settings.get("performance", None) or {}).get("profile_output_dir", "profiles") or "profiles"
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path, key = Path(str(folder)).expanduser() / f"tempo-{args.command}-{stamp}.prof", "performance.profile_output_dir"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TempoError(f"{key}: cannot create {path.parent}: {exc.strerror}") from None
-    return path
-
-
-def run_profiled(args: argparse.Namespace, settings) -> int:
-    """Run the command's handler under cProfile; the stats go to ``profile_path`` even when it fails."""
-    import cProfile
-
-    path = profile_path(args, settings)
-    profiler = cProfile.Profile()
-    try:
-        return profiler.runcall(args.handler, args, settings)
-    finally:
-        profiler.dump_stats(str(path))
-        timing_log.info("profile of %s written to %s (read it: python -m pstats %s)", args.command, path, path)
-        if timing_log.isEnabledFor(logging.DEBUG):
-            timing_log.debug("top functions by cumulative time:\n%s", _top_functions(profiler))
-
-
-def _top_functions(profiler, count: int = 15) -> str:
-    import io
-    import pstats
-
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(count)
-    return out.getvalue().strip()
-
-
-def _quiet_libraries() -> None:
-    """Hide transformers' progress bars and notices from the command line's output."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from tempo.config import PROJECT_ROOT
+from tempo.settings.loader import PROJECT_ROOT
 from tempo.errors import ModelLoadError
 
 log = logging.getLogger(__name__)

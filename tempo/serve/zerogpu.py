@@ -9,9 +9,9 @@ import importlib.util
 import os
 from typing import Callable
 
-from tempo.generation import Tempo
+from tempo.engine.runner import Tempo
 from tempo.request import GenerationRequest
-from tempo.scheduler import Counters, Job, Scheduler, Update
+from tempo.serve.scheduler import Counters, Job, Scheduler, Update
 
 
 def gpu_decorator() -> Callable[[Callable], Callable] | None:

@@ -2,8 +2,8 @@
 
 Handlers are thin: build a ``GenerationRequest`` from the controls, submit it to
 the scheduler, stream its steps into the outputs. Every control is named after
-the request field it sets (``tempo.controls``). The named API endpoints for
-``gradio_client`` live in ``tempo.endpoints``.
+the request field it sets (``tempo.ui.controls``). The named API endpoints for
+``gradio_client`` live in ``tempo.serve.endpoints``.
 """
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from tempo import controls, endpoints, model_info
-from tempo.config import MODES
-from tempo.plots import result_figures, schedule_figure
-from tempo.render import SPAN_COLOURS, candidates_table, highlighted_spans, streamed_texts, summary
+from tempo.models import info as model_info
+from tempo.serve import endpoints
+from tempo.ui import controls
+from tempo.request import MODES
+from tempo.ui.plots import result_figures, schedule_figure
+from tempo.ui.render import SPAN_COLOURS, candidates_table, highlighted_spans, streamed_texts, summary
 from tempo.result import GenerationResult
-from tempo.scheduler import ENDS, Job, Scheduler
+from tempo.serve.scheduler import ENDS, Job, Scheduler
 
 COMPARE = "compare"
 DEFAULT_EXAMPLES = [

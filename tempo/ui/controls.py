@@ -13,8 +13,8 @@ from typing import Any
 
 import gradio as gr
 
-from tempo import config
-from tempo.config import NEXT_LOGITS_MODES, SCHEDULES
+from tempo.settings import loader as config
+from tempo.request import NEXT_LOGITS_MODES, SCHEDULES
 from tempo.request import GenerationRequest
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from dynaconf.utils.parse_conf import parse_conf_data
 from dynaconf.vendor import toml
 
-from tempo.config import LoadedSettings, flatten, read_settings
+from tempo.settings.loader import LoadedSettings, flatten, read_settings
 from tempo.errors import SettingsError, TempoError
 
 SECRET_NAME = re.compile(r"(^|_)(token|secret|password|passwd|passphrase|credentials?|key)$")

@@ -13,11 +13,9 @@ from typing import Any, Mapping
 
 from dynaconf import ValidationError, Validator
 
+from tempo.request import COMPLETE_PRUNING_MODES, MODES, NEXT_LOGITS_MODES, SCHEDULES  # noqa: F401
 
-NEXT_LOGITS_MODES = ("mixture", "top", "last")
-SCHEDULES = ("constant", "bezier", "relu")
-MODES = ("tempo", "default", "mcts")
-COMPLETE_PRUNING_MODES = ("keep_token", "keep_unattended", "remove_position")
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DTYPE_NAMES = ("auto", "float32", "float16", "bfloat16")
 MODULE_DEBUG_NAMES = (

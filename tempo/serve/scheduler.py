@@ -23,10 +23,10 @@ from typing import Any
 
 from tempo.engine.output import token_text
 from tempo.engine.row import Row, build_result, record_step
-from tempo.engine.tempo import Batch
+from tempo.engine.batch import Batch
 from tempo.errors import RequestError
-from tempo.generation import Tempo
-from tempo.jobs import ENDS, Counters, Job, Update  # noqa: F401 (re-exported)
+from tempo.engine.runner import Tempo
+from tempo.serve.jobs import ENDS, Counters, Job, Update  # noqa: F401 (re-exported)
 from tempo.request import GenerationRequest
 
 log = logging.getLogger(__name__)

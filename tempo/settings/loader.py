@@ -4,7 +4,7 @@ Precedence, highest first (``docs/configuration.md``):
 
 1. argument: a request / CLI argument, or ``--set section.key=value`` of ``python -m tempo config``;
 2. environment: ``TEMPO_SECTION__KEY`` (dynaconf's spelling) or ``TEMPO_SECTION_KEY`` (the
-   configuration guide's, :mod:`tempo.env_names`); when both name one key the ``__`` one wins;
+   configuration guide's, :mod:`tempo.settings.env_names`); when both name one key the ``__`` one wins;
 3. file: the settings file (``--settings`` > ``TEMPO_CONFIG_FILE`` > the project's
    ``settings.toml``) -- its profile table (``TEMPO_PROFILE``), then its ``[default]`` tables --
    and ``.secrets.toml`` above it;
@@ -30,16 +30,16 @@ from typing import Any, Mapping
 from dynaconf import Dynaconf
 from dynaconf.utils.parse_conf import parse_conf_data
 
-from tempo.config_rules import (  # noqa: F401 -- the value lists are part of this module's interface
+from tempo.settings.rules import (  # noqa: F401 -- the value lists are part of this module's interface
     COMPLETE_PRUNING_MODES, DTYPE_NAMES, LOG_LEVELS, MODES, MODULE_DEBUG_NAMES, NEXT_LOGITS_MODES, REJECTED,
     SCHEDULES, SECRET_KEYS, VALIDATORS, flatten, validation_errors,
 )
-from tempo.env_names import ALIAS_BY_NAME, ALIASES, ENV_ONLY, PREFIX, is_single_underscore, resolve
+from tempo.settings.env_names import ALIAS_BY_NAME, ALIASES, ENV_ONLY, PREFIX, is_single_underscore, resolve
 from tempo.errors import SettingsError
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_SETTINGS = PROJECT_ROOT / "settings.toml"
 SECRETS_FILE = PROJECT_ROOT / ".secrets.toml"
 PROFILES = ("development", "production", "space", "testing")

@@ -30,10 +30,10 @@ from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, create_model
 
 from tempo.errors import RequestError
-from tempo.generation import Tempo
+from tempo.engine.runner import Tempo
 from tempo.request import GenerationRequest, build_request
-from tempo.scheduler import Scheduler
-from tempo.zerogpu import make_scheduler
+from tempo.serve.scheduler import Scheduler
+from tempo.serve.zerogpu import make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def create_app(engine: Tempo, settings: Any = None, scheduler: Scheduler | None 
                config: ApiConfig | None = None) -> FastAPI:
     """The FastAPI app: REST routes, then the Gradio app mounted at ``/``. ``app.state`` holds the
     scheduler (one per engine: share it between apps with ``scheduler=``)."""
-    from tempo.ui import CSS, THEME, app_section, create_demo
+    from tempo.ui.app import CSS, THEME, app_section, create_demo
 
     settings = settings if settings is not None else engine.settings
     config = config or ApiConfig.from_settings(settings)

@@ -1,0 +1,1 @@
+"""The Gradio app: Blocks layout, controls, rendering of results, plots."""

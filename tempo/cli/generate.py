@@ -6,9 +6,14 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any, Mapping
 
 from tempo.errors import TempoError
-from tempo.request import COMPLETE_PRUNING_MODES, NEXT_LOGITS_MODES, SCHEDULES
+from tempo.request import FIELDS, FieldSpec
+
+COMMAND_FIELDS = ("prompt", "mode")
+"""Fields whose flags each command adds itself: ``--prompt`` (required or from a file), the mode flags
+(``generate`` only)."""
 
 log = logging.getLogger("tempo.cli")
 
@@ -21,10 +26,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--prompt", help="the prompt")
     src.add_argument("--prompts-file", type=Path, help="a file with one prompt a line, generated as one batch")
     add_request_arguments(p)
-    p.add_argument("--default-mode", action="store_const", const="default", dest="mode",
-                   help="ordinary generation, one token a step (greedy, or sampled with --seed)")
-    p.add_argument("--use-mcts", action="store_const", const="mcts", dest="mode",
-                   help="Monte Carlo tree search generation")
+    add_field_arguments(p, FIELDS["mode"])
     p.add_argument("--json", action="store_true", help="print the result JSON, one object a line per prompt")
     add_dry_run_argument(p)
     p.set_defaults(handler=run_generate)
@@ -45,58 +47,40 @@ def add_dry_run_argument(p: argparse.ArgumentParser) -> None:
                    help="validate the settings and every request, load the model, print a summary, generate nothing")
 
 
-def add_request_arguments(p: argparse.ArgumentParser) -> None:
-    """Every request setting as a flag; an unset flag falls through to the settings."""
+def add_request_arguments(p: argparse.ArgumentParser, fields: Mapping[str, FieldSpec] = FIELDS) -> None:
+    """Every request setting as a flag; an unset flag falls through to the settings.
+
+    Generated from the declaration: the ``generation`` fields on the command, the ``pruning`` and ``mcts``
+    ones in their groups. ``prompt`` and ``mode`` are left to the command (compare runs every mode)."""
     p.add_argument("--model", help="hub id or local path (default: model.model_id of the settings)")
-    p.add_argument("--max-tokens", type=int, help="logical steps at most")
-    p.add_argument("--selection-threshold", "--threshold", type=float, dest="selection_threshold",
-                   help="tokens with probability >= this join a step's set, in [0, 1]")
-    p.add_argument("--selection-schedule", choices=SCHEDULES, help="how the selection threshold moves over the steps")
-    p.add_argument("--selection-final-threshold", type=float, help="the scheduled threshold's final value")
-    p.add_argument("--bezier-p1", type=float, help="first Bezier control value (shared with pruning)")
-    p.add_argument("--bezier-p2", type=float, help="second Bezier control value (shared with pruning)")
-    p.add_argument("--relu-activation-point", type=float, help="progress where the ReLU schedule starts moving")
-    p.add_argument("--temperature", type=float, help="0 = greedy")
-    p.add_argument("--top-k", type=int, help="0 disables")
-    p.add_argument("--top-p", type=float, help="1.0 disables")
-    p.add_argument("--repetition-penalty", type=float)
-    p.add_argument("--max-parallel-tokens", type=int, help="largest set size")
-    p.add_argument("--min-steps", type=int, help="EOS is suppressed before this many steps")
-    p.add_argument("--next-logits-mode", choices=NEXT_LOGITS_MODES, help="how a set's rows make the next distribution")
-    p.add_argument("--allow-intraset-token-visibility", action="store_true", default=None,
-                   help="candidates of one set see each other")
-    p.add_argument("--enable-thinking", action="store_true", default=None,
-                   help="add the thinking system message through the chat template")
-    p.add_argument("--system-content", help="a system message (overrides the thinking message)")
-    p.add_argument("--seed", type=int)
-    add_pruning_arguments(p)
-    add_mcts_arguments(p)
+    for spec in fields.values():
+        if spec.section == "generation" and spec.name not in COMMAND_FIELDS:
+            add_field_arguments(p, spec)
+    add_pruning_arguments(p, fields)
+    add_mcts_arguments(p, fields)
 
 
-def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
+def add_field_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, spec: FieldSpec) -> None:
+    """A field's flags: a ``const`` flag stores it, a bool flag is ``store_true`` with ``None`` left unset (so the
+    settings decide), a choice or number flag takes a value of the field's type."""
+    for flag in spec.cli:
+        options: dict[str, Any] = {"dest": spec.name, "help": flag.help or None}
+        if flag.const is not None:
+            options.update(action="store_const", const=flag.const)
+        elif spec.type is bool:
+            options.update(action="store_true", default=None)
+        elif spec.choices:
+            options["choices"] = spec.choices
+        elif spec.type in (int, float):
+            options["type"] = spec.type
+        p.add_argument(*flag.names, **options)
+
+
+def add_pruning_arguments(parser: argparse.ArgumentParser, fields: Mapping[str, FieldSpec] = FIELDS) -> None:
     g = parser.add_argument_group("retroactive pruning", "unset options come from the pruning settings section")
-    g.add_argument("--use-retroactive-pruning", action="store_true", default=None,
-                   help="prune alternatives that later tokens do not attend")
-    g.add_argument("--attention-threshold", type=float, help="attention a token needs to stay, in [0, 1]")
-    g.add_argument("--relative-threshold", type=float, help="fraction of its set's most attended token, in [0, 1]")
-    g.add_argument("--no-relative-attention", action="store_const", const=False, dest="relative_attention",
-                   help="skip the relative test")
-    g.add_argument("--no-multi-scale-attention", action="store_const", const=False, dest="multi_scale_attention",
-                   help="plain mean of the last 3 layers instead of linspace(0.2, 1) weights")
-    g.add_argument("--num-layers-to-use", type=int, help="last layers read (0 = all)")
-    g.add_argument("--no-sigmoid-threshold", action="store_const", const=False, dest="sigmoid_threshold",
-                   help="hard test a >= threshold instead of the sigmoid")
-    g.add_argument("--sigmoid-steepness", type=float)
-    g.add_argument("--complete-pruning-mode", choices=COMPLETE_PRUNING_MODES,
-                   help="what happens when a whole set fails")
-    g.add_argument("--no-preserve-isolated-tokens", action="store_const", const=False,
-                   dest="preserve_isolated_tokens", help="judge single-token steps too")
-    g.add_argument("--soft-pruning", action="store_true", default=None,
-                   help="fade weakly attended tokens with a log(sigmoid) bias instead of cutting them")
-    g.add_argument("--dynamic-threshold", action="store_true", default=None,
-                   help="move the attention threshold to --final-threshold over the steps (Bezier)")
-    g.add_argument("--use-relu", action="store_true", default=None, help="ReLU instead of Bezier for the schedule")
-    g.add_argument("--final-threshold", type=float, help="the dynamic attention threshold's final value")
+    for spec in fields.values():
+        if spec.section == "pruning":
+            add_field_arguments(g, spec)
 
 
 def read_prompts(args: argparse.Namespace) -> list[str]:
@@ -112,19 +96,15 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     return prompts
 
 
-def add_mcts_arguments(parser: argparse.ArgumentParser) -> None:
+def add_mcts_arguments(parser: argparse.ArgumentParser, fields: Mapping[str, FieldSpec] = FIELDS) -> None:
     g = parser.add_argument_group("Monte Carlo tree search", "unset options come from the mcts settings section")
-    g.add_argument("--mcts-simulations", type=int, help="simulations per step")
-    g.add_argument("--mcts-c-puct", type=float, help="exploration constant of PUCT")
-    g.add_argument("--mcts-depth", type=int, help="rollout tokens after the leaf")
-    g.add_argument("--mcts-expand", type=int, help="children per node: the top tokens of its distribution")
-    g.add_argument("--mcts-batch", type=int, help="simulations evaluated together in one batched forward")
+    for spec in fields.values():
+        if spec.section == "mcts":
+            add_field_arguments(g, spec)
 
 
-def request_overrides(args: argparse.Namespace) -> dict:
-    from tempo.request import GenerationRequest
-
-    return {name: getattr(args, name, None) for name in GenerationRequest.field_names() if name != "prompt"}
+def request_overrides(args: argparse.Namespace, fields: Mapping[str, FieldSpec] = FIELDS) -> dict:
+    return {name: getattr(args, name, None) for name in fields if name != "prompt"}
 
 
 def run_compare(args: argparse.Namespace, settings) -> int:
@@ -176,12 +156,10 @@ def run_generate(args: argparse.Namespace, settings) -> int:
 
 
 def dry_run_summary(engine, requests: list) -> int:
-    """Check the rules that need the model (``check_for_model``), then print the one line ``--dry-run``
+    """Check the rules that need the model (``Tempo.check``), then print the one line ``--dry-run``
     prints once the requests are valid and the model is loaded."""
-    from tempo.engine.batch import check_for_model
-
     for request in requests:
-        check_for_model(request, engine.adapter)
+        engine.check(request)
     loaded = engine.loaded
     info = loaded.info()
     print(f"dry run: model {info['id']} on {info['device']} ({info['dtype']}, {loaded.parameters:,} parameters); "

@@ -18,8 +18,7 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import gradio as gr
 import uvicorn
@@ -31,45 +30,25 @@ from pydantic import ConfigDict, create_model
 
 from tempo.errors import RequestError
 from tempo.engine.runner import Tempo
-from tempo.request import GenerationRequest, build_request
-from tempo.serve.scheduler import Scheduler
+from tempo.request import FIELDS, FieldSpec, build_request
+from tempo.serve.scheduler import Job, Scheduler
 from tempo.serve.zerogpu import make_scheduler
+from tempo.settings.schema import ApiSettings, Settings
 
 log = logging.getLogger(__name__)
 
-TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+ApiConfig = ApiSettings
+"""The typed ``api`` settings section (``settings.api``); build one to serve with other limits."""
 
 
-@dataclass
-class ApiConfig:
-    """The ``api`` settings section (defaults: the seeds')."""
-
-    host: str = "0.0.0.0"
-    port: int = 7860
-    cors_origins: tuple[str, ...] = ("*",)
-    enable_docs: bool = True
-    max_concurrent_requests: int = 5
-    request_timeout: float = 300.0
-    rate_limit: int = 100
-    rate_limit_window: float = 60.0
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> "ApiConfig":
-        section = {k.lower(): v for k, v in (settings.get("api", {}) if settings is not None else {}).items()}
-        known = {k: v for k, v in section.items() if k in cls.__dataclass_fields__}
-        if "cors_origins" in known:
-            known["cors_origins"] = tuple(known["cors_origins"])
-        return cls(**known)
-
-
-def request_model():
-    """The pydantic body of POST /generate, from ``GenerationRequest``'s fields (all but the prompt optional):
+def request_model(fields: Mapping[str, FieldSpec] = FIELDS):
+    """The pydantic body of POST /generate, from the request fields' declaration (all but the prompt optional):
     the OpenAPI docs list every field, and an unknown one is a 422 naming it."""
-    fields: dict[str, Any] = {"prompt": (str, ...)}
-    for f in GenerationRequest.__dataclass_fields__.values():
-        if f.name != "prompt":
-            fields[f.name] = (Optional[TYPES.get(str(f.type), Any)], None)
-    return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **fields)
+    body: dict[str, Any] = {"prompt": (str, ...)}
+    for spec in fields.values():
+        if spec.name != "prompt":
+            body[spec.name] = (Optional[spec.type], None)
+    return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **body)
 
 
 class RateLimiter:
@@ -96,85 +75,107 @@ class RateLimiter:
             hits.append(now)
 
 
-def create_app(engine: Tempo, settings: Any = None, scheduler: Scheduler | None = None,
-               config: ApiConfig | None = None) -> FastAPI:
+def create_app(engine: Tempo, settings: Settings | None = None, scheduler: Scheduler | None = None,
+               config: ApiSettings | None = None) -> FastAPI:
     """The FastAPI app: REST routes, then the Gradio app mounted at ``/``. ``app.state`` holds the
     scheduler (one per engine: share it between apps with ``scheduler=``)."""
-    from tempo.ui.app import CSS, THEME, app_section, create_demo
+    from tempo.ui.app import CSS, THEME, create_demo
 
     settings = settings if settings is not None else engine.settings
-    config = config or ApiConfig.from_settings(settings)
-    section = app_section(settings)
+    config = config or settings.api
     owns_scheduler = scheduler is None
-    scheduler = scheduler or make_scheduler(engine, max_batch_size=int(section.get("max_batch_size", 16)))
+    scheduler = scheduler or make_scheduler(engine, max_batch_size=settings.app.max_batch_size)
+    app = rest_app(engine, settings, scheduler, config)
+    app.state.owns_scheduler = owns_scheduler
+    demo = create_demo(scheduler, settings)
+    demo.queue(max_size=settings.app.queue_max_size, default_concurrency_limit=settings.app.concurrency_limit)
+    app.state.demo = demo
+    return gr.mount_gradio_app(app, demo, path="/", theme=THEME, css=CSS, footer_links=["api", "gradio"])
+
+
+def rest_app(engine: Tempo, settings: Settings, scheduler: Scheduler, config: ApiSettings) -> FastAPI:
+    """The REST half: CORS, the rate limit on every route, ``/health`` and ``/generate`` (the handlers are thin:
+    :func:`health_report`, :func:`answer_generate`)."""
     docs = config.enable_docs
     app = FastAPI(title="TEMPO", description="See where a language model hesitates.",
                   docs_url="/docs" if docs else None, redoc_url=None, openapi_url="/openapi.json" if docs else None)
     app.state.scheduler = scheduler
-    app.state.owns_scheduler = owns_scheduler
     app.state.config = config
     app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["*"],
                        allow_headers=["*"])
+    app.add_exception_handler(RequestValidationError, invalid_body)
     limiter = RateLimiter(config.rate_limit, config.rate_limit_window)
     slots = threading.BoundedSemaphore(config.max_concurrent_requests)
     Body = request_model()
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-        field = loc[0] if loc else "body"
-        return JSONResponse({"detail": f"{field}: {first.get('msg', 'invalid')}", "field": field,
-                             "errors": jsonable(exc.errors())}, status_code=422)
-
     @app.get("/health", dependencies=[Depends(limiter)])
     def health() -> dict:
         """Model loaded, device, queue depth, batches run, mean batch size."""
-        info = engine.loaded.info()
-        return {"status": "ok", "model_loaded": True, "model": info["id"], "device": info["device"],
-                "dtype": info["dtype"], **scheduler.stats()}
+        return health_report(engine, scheduler)
 
     @app.post("/generate", dependencies=[Depends(limiter)])
     async def generate(body: Body, request: Request) -> JSONResponse:  # type: ignore[valid-type]
         """The request JSON of TEMPO_SPEC (``prompt`` + any request field) -> the result JSON."""
-        values = body.model_dump(exclude_none=True)
-        client = request.client.host if request.client else "?"
-        log.debug("POST /generate from %s: %d prompt characters, fields %s", client, len(values.get("prompt", "")),
-                  sorted(k for k in values if k != "prompt"))
-        try:
-            generation = build_request(values.pop("prompt"), settings, **values)
-        except RequestError as exc:
-            log.debug("POST /generate from %s: 422 %s", client, exc)
-            return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
-        if not slots.acquire(blocking=False):
-            raise HTTPException(503, f"max_concurrent_requests: {config.max_concurrent_requests} generations "
-                                     "are running; retry later", headers={"Retry-After": "1"})
-        try:
-            job = scheduler.submit(generation)
-            deadline = time.monotonic() + config.request_timeout
-            while not job.done:
-                await asyncio.sleep(0.01)
-                if time.monotonic() > deadline:
-                    job.cancel()
-                    raise HTTPException(504, f"request_timeout: no result within {config.request_timeout:g} s")
-                if await request.is_disconnected():
-                    job.cancel()
-                    raise HTTPException(499, "client disconnected")
-            if isinstance(job.error, RequestError):  # found by the engine (num_layers_to_use of this model)
-                return JSONResponse({"detail": str(job.error), "field": job.error.field}, status_code=422)
-            if job.error is not None:
-                raise job.error
-            log.debug("POST /generate from %s: 200, %d steps in %.3f s (%s)", client, len(job.result.steps),
-                      job.result.timing.total_s, job.result.stop_reason)
-            return JSONResponse(job.result.to_dict())
-        finally:
-            slots.release()
+        return await answer_generate(body.model_dump(exclude_none=True), request, settings, scheduler, config, slots)
 
-    demo = create_demo(scheduler, settings)
-    demo.queue(max_size=int(section.get("queue_max_size", 64)),
-               default_concurrency_limit=int(section.get("concurrency_limit", 32)))
-    app.state.demo = demo
-    return gr.mount_gradio_app(app, demo, path="/", theme=THEME, css=CSS, footer_links=["api", "gradio"])
+    return app
+
+
+async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A body pydantic rejects (an unknown field, a wrong JSON type): 422 naming the first field."""
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    field = loc[0] if loc else "body"
+    return JSONResponse({"detail": f"{field}: {first.get('msg', 'invalid')}", "field": field,
+                         "errors": jsonable(exc.errors())}, status_code=422)
+
+
+def health_report(engine: Tempo, scheduler: Scheduler) -> dict:
+    info = engine.loaded.info()
+    return {"status": "ok", "model_loaded": True, "model": info["id"], "device": info["device"],
+            "dtype": info["dtype"], **scheduler.stats()}
+
+
+async def answer_generate(values: dict[str, Any], request: Request, settings: Settings, scheduler: Scheduler,
+                          config: ApiSettings, slots: threading.BoundedSemaphore) -> JSONResponse:
+    """POST /generate: validate (422 naming the field), take a slot (503 past ``max_concurrent_requests``),
+    wait for the scheduler's result (504 past ``request_timeout``), answer the result JSON."""
+    client = request.client.host if request.client else "?"
+    log.debug("POST /generate from %s: %d prompt characters, fields %s", client, len(values.get("prompt", "")),
+              sorted(k for k in values if k != "prompt"))
+    try:
+        generation = build_request(values.pop("prompt"), settings, **values)
+    except RequestError as exc:
+        log.debug("POST /generate from %s: 422 %s", client, exc)
+        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
+    if not slots.acquire(blocking=False):
+        raise HTTPException(503, f"max_concurrent_requests: {config.max_concurrent_requests} generations "
+                                 "are running; retry later", headers={"Retry-After": "1"})
+    try:
+        job = scheduler.submit(generation)
+        await wait_for_job(job, request, config.request_timeout)
+        if isinstance(job.error, RequestError):  # found by the engine (num_layers_to_use of this model)
+            return JSONResponse({"detail": str(job.error), "field": job.error.field}, status_code=422)
+        if job.error is not None:
+            raise job.error
+        log.debug("POST /generate from %s: 200, %d steps in %.3f s (%s)", client, len(job.result.steps),
+                  job.result.timing.total_s, job.result.stop_reason)
+        return JSONResponse(job.result.to_dict())
+    finally:
+        slots.release()
+
+
+async def wait_for_job(job: Job, request: Request, timeout: float) -> None:
+    """Until the job is done; cancel it (it leaves the batch) on timeout (504) or when the client goes (499)."""
+    deadline = time.monotonic() + timeout
+    while not job.done:
+        await asyncio.sleep(0.01)
+        if time.monotonic() > deadline:
+            job.cancel()
+            raise HTTPException(504, f"request_timeout: no result within {timeout:g} s")
+        if await request.is_disconnected():
+            job.cancel()
+            raise HTTPException(499, "client disconnected")
 
 
 def jsonable(value: Any) -> Any:
@@ -222,7 +223,7 @@ class Server:
             self.app.state.scheduler.close()
 
 
-def bind_address(config: ApiConfig) -> tuple[str, int]:
+def bind_address(config: ApiSettings) -> tuple[str, int]:
     """Host and port: ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` win over the settings; on a Hugging
     Face Space (``SPACE_ID`` set) the default is 0.0.0.0:7860, where the Space's proxy looks."""
     on_space = bool(os.environ.get("SPACE_ID"))

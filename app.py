@@ -14,7 +14,7 @@ def main() -> None:
     try:
         settings = load_settings()
         configure_logging(settings)
-        from tempo.serve.rest import ApiConfig, bind_address, create_app
+        from tempo.serve.rest import bind_address, create_app
         from tempo.engine.runner import Tempo
 
         engine = Tempo.from_settings(settings)
@@ -22,7 +22,7 @@ def main() -> None:
         sys.exit(f"error: {exc}")
     import uvicorn
 
-    host, port = bind_address(ApiConfig.from_settings(settings))
+    host, port = bind_address(settings.api)
     uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="warning")
 
 

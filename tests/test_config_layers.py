@@ -1,7 +1,6 @@
 """Settings layers: argument > environment (both spellings) > file (profile > default) > shipped default;
 TEMPO_CONFIG_FILE, profiles, aliases, the guide's keys as a contract, every rejected key's reason."""
 import logging
-import os
 
 import pytest
 
@@ -40,12 +39,7 @@ GUIDE_KEYS = {
 NESTED = "debug.module_debug.token_generator"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """No TEMPO_ variable of the caller's shell leaks into these tests."""
-    for name in list(os.environ):
-        if name.startswith("TEMPO_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_tempo_env")  # no TEMPO_ variable of the caller's shell
 
 
 def write(path, text):
@@ -56,7 +50,7 @@ def write(path, text):
 @pytest.mark.parametrize("key", [f"{s}.{k}" for s, keys in GUIDE_KEYS.items() for k in keys])
 def test_every_key_of_the_guide_is_a_setting(key):
     loaded = read_settings()
-    assert loaded.settings.get(key) is not None, key
+    assert loaded.raw.get(key) is not None, key
     assert loaded.errors == [] and loaded.unknown == []
 
 
@@ -64,13 +58,13 @@ def test_precedence_argument_environment_file_default_for_a_nested_key(monkeypat
     assert read_settings().source(NESTED) == "default"
     file = write(tmp_path / "s.toml", "[default.debug.module_debug]\ntoken_generator = true\n")
     loaded = read_settings(file)
-    assert loaded.settings.get(NESTED) is True and loaded.source(NESTED) == f"file {file} [default]"
+    assert loaded.raw.get(NESTED) is True and loaded.source(NESTED) == f"file {file} [default]"
     monkeypatch.setenv("TEMPO_DEBUG__MODULE_DEBUG__TOKEN_GENERATOR", "false")
     loaded = read_settings(file)
-    assert loaded.settings.get(NESTED) is False
+    assert loaded.raw.get(NESTED) is False
     assert loaded.source(NESTED) == "environment TEMPO_DEBUG__MODULE_DEBUG__TOKEN_GENERATOR"
     loaded = read_settings(file, overrides={NESTED: True})
-    assert loaded.settings.get(NESTED) is True and loaded.source(NESTED) == "argument --set"
+    assert loaded.raw.get(NESTED) is True and loaded.source(NESTED) == "argument --set"
 
 
 def test_precedence_reaches_the_request(monkeypatch, tmp_path):
@@ -101,10 +95,10 @@ def test_precedence_reaches_the_request(monkeypatch, tmp_path):
 def test_single_underscore_spelling(monkeypatch, variable, value, key, expected):
     monkeypatch.setenv(variable, value)
     loaded = read_settings()
-    assert loaded.settings.get(key) == expected
+    assert loaded.raw.get(key) == expected
     assert loaded.source(key).startswith(f"environment {variable}")
     assert loaded.errors == [] and loaded.unknown == []
-    assert variable.removeprefix("TEMPO_") not in loaded.settings  # no stray top-level key
+    assert variable.removeprefix("TEMPO_") not in loaded.raw  # no stray top-level key
 
 
 def test_double_underscore_wins_over_single(monkeypatch):
@@ -132,7 +126,7 @@ def test_profile_and_config_file_variables_are_not_settings(monkeypatch):
     monkeypatch.setenv("TEMPO_PROFILE", "development")
     monkeypatch.setenv("TEMPO_CONFIG_FILE", str(read_settings().file))
     loaded = read_settings()
-    assert loaded.unknown == [] and "PROFILE" not in loaded.settings and "CONFIG_FILE" not in loaded.settings
+    assert loaded.unknown == [] and "PROFILE" not in loaded.raw and "CONFIG_FILE" not in loaded.raw
 
 
 def test_config_file_variable_and_settings_argument(monkeypatch, tmp_path):
@@ -157,7 +151,8 @@ def test_json_config_file_of_the_guide(monkeypatch, tmp_path):
 
 def test_lists_in_a_file_replace_the_default():
     loaded = read_settings(overrides={"api.cors_origins": ["https://a.example"]})
-    assert loaded.settings.api.cors_origins == ["https://a.example"]
+    assert loaded.raw.api.cors_origins == ["https://a.example"]  # as read: the whole list replaced
+    assert loaded.settings.api.cors_origins == ("https://a.example",)  # typed and frozen: a tuple
 
 
 @pytest.mark.parametrize("profile,key,value", [
@@ -173,10 +168,10 @@ def test_lists_in_a_file_replace_the_default():
     ("testing", "mcts.simulations", 4),
 ])
 def test_profiles(monkeypatch, profile, key, value):
-    assert read_settings().settings.get(key) != value or key == "logging.enable_file_logging"
+    assert read_settings().raw.get(key) != value or key == "logging.enable_file_logging"
     monkeypatch.setenv("TEMPO_PROFILE", profile)
     loaded = read_settings()
-    assert loaded.settings.get(key) == value and loaded.profile == profile
+    assert loaded.raw.get(key) == value and loaded.profile == profile
     assert loaded.errors == [] and loaded.unknown == []
     assert loaded.settings.generation.top_k == 50  # inherits [default]
 
@@ -204,11 +199,12 @@ def test_unknown_profile_names_the_allowed_ones(monkeypatch):
 def test_alias_sets_its_target_unless_the_target_is_set_as_high(monkeypatch, tmp_path):
     file = write(tmp_path / "s.toml", "[default.generation]\nmax_length = 300\nuse_parallel_generation = false\n")
     settings = load_settings(file)
-    assert settings.generation.max_tokens == 300 and settings.generation.max_length == 300
+    assert settings.generation.max_tokens == 300 and read_settings(file).raw.generation.max_length == 300
     assert settings.generation.mode == "default"
+    assert not hasattr(settings.generation, "max_length")  # an alias resolves at load; code reads the target
     both = write(tmp_path / "b.toml", "[default.generation]\nmax_length = 300\nmax_tokens = 200\n")
     loaded = read_settings(both)
-    assert loaded.settings.generation.max_tokens == 200 and loaded.settings.generation.max_length == 200
+    assert loaded.settings.generation.max_tokens == 200 and loaded.raw.generation.max_length == 200
     assert any("generation.max_length = 300" in note for note in loaded.notes)
     monkeypatch.setenv("TEMPO_GENERATION__MAX_LENGTH", "400")  # environment is above the file
     assert load_settings(both).generation.max_tokens == 400
@@ -227,7 +223,7 @@ def test_unknown_key_in_a_file_is_reported(tmp_path):
 
 @pytest.mark.parametrize("key,accepted,why", REJECTED, ids=[key for key, _, _ in REJECTED])
 def test_rejected_key_says_why(key, accepted, why):
-    assert read_settings().settings.get(key) == accepted  # the shipped value is the accepted one
+    assert read_settings().raw.get(key) == accepted  # the shipped value is the accepted one
     other = {"": "x", True: False, False: True, 1: 4, 1.0: 1.5, 2: 3, 0: 9090, "v2": "v1", "no": "fp16",
              "default": "static", "lru": "lfu", "sliding_window": "fixed_window"}
     bad = {"cuda": "20GiB"} if accepted == {} else other[accepted]

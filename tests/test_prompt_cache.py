@@ -126,17 +126,11 @@ def test_the_byte_bound_evicts():
 
 
 def test_the_settings_turn_it_on_and_off(engine):
-    settings = load_settings()
-    settings.set("cache.enable_prompt_cache", True)
-    settings.set("cache.prompt_cache_size", 3)
-    settings.set("cache.max_cache_size_gb", 0.5)
-    on = Tempo(engine.loaded, settings)
+    cache = {"cache.enable_prompt_cache": True, "cache.prompt_cache_size": 3, "cache.max_cache_size_gb": 0.5}
+    on = Tempo(engine.loaded, load_settings(overrides=cache))
     assert on.prompt_cache.size == 3 and on.prompt_cache.max_bytes == 2 ** 29
-    settings.set("cache.prompt_cache_size", 0)
-    assert Tempo(engine.loaded, settings).prompt_cache is None
-    settings.set("cache.prompt_cache_size", 3)
-    settings.set("cache.enable_prompt_cache", False)
-    off = Tempo(engine.loaded, settings)
+    assert Tempo(engine.loaded, load_settings(overrides={**cache, "cache.prompt_cache_size": 0})).prompt_cache is None
+    off = Tempo(engine.loaded, load_settings(overrides={**cache, "cache.enable_prompt_cache": False}))
     assert off.prompt_cache is None
     _, first = counted(off, lambda: off.generate(PROMPT, max_tokens=4, min_steps=4))
     _, second = counted(off, lambda: off.generate(PROMPT, max_tokens=4, min_steps=4, selection_threshold=0.2))
@@ -177,6 +171,7 @@ def test_a_tree_search_reuses_the_cache(pair):
     assert calls == 0
 
 
+@pytest.mark.slow
 def test_compare_prefills_the_prompt_once(pair):
     cached, plain = pair
     prefills = []
@@ -205,7 +200,7 @@ def test_compare_prefills_the_prompt_once(pair):
 def arch_pairs(tmp_path_factory):
     """Sliding-window and latent-attention models: (with a prompt cache, without) on one model each."""
     from tempo.models.loading import load_model
-    from tiny_architectures import save_tiny
+    from helpers import save_tiny
 
     root = tmp_path_factory.mktemp("prompt_cache_architectures")
     pairs = {}
@@ -220,6 +215,7 @@ def arch_pairs(tmp_path_factory):
 ARCHITECTURES = ["mistral", "qwen2_sliding", "deepseek_v2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ARCHITECTURES)
 def test_windowed_and_latent_attention_models_reuse_the_cache(arch_pairs, kind):
     """Past the sliding window (6) the engine keeps a full cache with each slot's position id; a held

@@ -13,10 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dynaconf.utils.parse_conf import parse_conf_data
-from dynaconf.vendor import toml
-
-from tempo.settings.loader import LoadedSettings, flatten, read_settings
+from tempo.settings.loader import LoadedSettings, flatten, parse_value, read_settings, toml_text
 from tempo.errors import SettingsError, TempoError
 
 SECRET_NAME = re.compile(r"(^|_)(token|secret|password|passwd|passphrase|credentials?|key)$")
@@ -86,7 +83,7 @@ def parse_set_values(values: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or "." not in key.strip() or not key.strip():
             raise TempoError(f"--set: expected SECTION.KEY=VALUE, got {item!r}")
-        overrides[key.strip().lower()] = parse_conf_data(value, tomlfy=True)
+        overrides[key.strip().lower()] = parse_value(value)
     return overrides
 
 
@@ -111,7 +108,7 @@ def is_secret(key: str) -> bool:
 
 def effective(loaded: LoadedSettings) -> dict[str, dict[str, Any]]:
     """dotted key -> {"value", "source"}, secrets masked."""
-    values = flatten(loaded.settings.as_dict())
+    values = flatten(loaded.raw.as_dict())
     rows = {}
     for key, value in values.items():
         if is_secret(key):
@@ -205,7 +202,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     new, report = migrate(data)
     if args.to_toml:
         new = _drop_nulls(new, "", report)
-        text = toml.dumps({"default": new})
+        text = toml_text({"default": new})
     else:
         text = json.dumps(new, indent=2) + "\n"
     to_stdout = args.output is None

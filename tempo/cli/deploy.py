@@ -40,8 +40,7 @@ def add_deploy_parser(sub: argparse._SubParsersAction) -> None:
 
 def hub_token(settings: Any) -> str | None:
     """The token from the settings (``.secrets.toml`` / ``TEMPO_HUB__TOKEN``), else ``HF_TOKEN``."""
-    hub = settings.get("hub", {}) if settings is not None else {}
-    token = hub.get("token") or os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    token = settings.hub.token or os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     return str(token) if token else None
 
 
@@ -88,8 +87,8 @@ def deploy(space_id: str, token: str, private: bool = False, root: Path = PROJEC
 
 
 def run_deploy(args: argparse.Namespace, settings: Any) -> int:
-    hub = settings.get("hub", {})
-    space_id = args.space_id or hub.get("space_id", "")
+    hub = settings.hub
+    space_id = args.space_id or hub.space_id
     if not space_id or space_id.count("/") != 1 or not all(space_id.split("/")):
         raise DeployError(f"--space-id must be OWNER/NAME, got {space_id!r}")
     files = space_files()
@@ -99,7 +98,7 @@ def run_deploy(args: argparse.Namespace, settings: Any) -> int:
     token = hub_token(settings)
     if not token:
         raise DeployError("no Hugging Face token: set hub.token in .secrets.toml, or TEMPO_HUB__TOKEN / HF_TOKEN")
-    private = bool(hub.get("private", False)) if args.private is None else args.private
+    private = hub.private if args.private is None else args.private
     url = deploy(space_id, token, private=private)
     print(f"deployed {len(files)} files to {url}")
     return 0

@@ -1,7 +1,7 @@
 """``python -m tempo info --model PATH_OR_ID``: what a model is made of and what it costs, as JSON.
 
 Reads the config (and the safetensors headers of a local checkpoint), never the weights. See
-``tempo/model_info.py`` for the fields and ``docs/model_info.md`` for the formulas.
+``tempo/models/info/`` for the fields and ``docs/model_info.md`` for the formulas.
 """
 from __future__ import annotations
 
@@ -30,14 +30,12 @@ def add_info_parser(sub: argparse._SubParsersAction) -> None:
 def run_info(args: argparse.Namespace, settings) -> int:
     from tempo.models.info import inspect_model
 
-    section = settings.model if settings is not None else {}
-    dtype = args.dtype if args.dtype is not None else section.get("torch_dtype", "auto")
+    section = settings.model
     info = inspect_model(
-        args.model or section.get("model_id"), dtype=dtype, max_seq_len=args.max_seq_len,
-        parallel_tokens=args.parallel_tokens,
-        trust_remote_code=bool(section.get("trust_remote_code", False)),
-        local_files_only=bool(section.get("local_files_only", False)),
-        revision=section.get("revision", ""), cache_dir=section.get("cache_dir", ""),
+        args.model or section.model_id, dtype=args.dtype if args.dtype is not None else section.torch_dtype,
+        max_seq_len=args.max_seq_len, parallel_tokens=args.parallel_tokens,
+        trust_remote_code=section.trust_remote_code, local_files_only=section.local_files_only,
+        revision=section.revision, cache_dir=section.cache_dir,
     )
     print(json.dumps(info, indent=None if args.compact else 2, ensure_ascii=False))
     return 0

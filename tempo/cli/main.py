@@ -71,10 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _profiling_on(settings) -> bool:
-    value = (settings.get("performance", None) or {}).get("enable_profiling", False)
-    if not isinstance(value, bool):
-        raise TempoError(f"invalid setting: performance.enable_profiling must be true or false, got {value!r}")
-    return value
+    return settings.performance.enable_profiling  # a boolean: checked when the settings load
 
 
 def profile_path(args: argparse.Namespace, settings) -> Path:
@@ -82,7 +79,7 @@ def profile_path(args: argparse.Namespace, settings) -> Path:
     if args.profile_output is not None:
         path, key = args.profile_output.expanduser(), "--profile-output"
     else:
-        folder = (settings.get("performance", None) or {}).get("profile_output_dir", "profiles") or "profiles"
+        folder = settings.performance.profile_output_dir  # never empty: checked when the settings load
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path, key = Path(str(folder)).expanduser() / f"tempo-{args.command}-{stamp}.prof", "performance.profile_output_dir"
     try:

@@ -64,7 +64,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace, settings: Any):
-    section = dict(settings.get("train", {})) if settings is not None else {}
+    section = settings.train.as_dict()
     yaml_values = load_yaml(args.config) if args.config else {}
     cli_values = {name: getattr(args, name, None) for name in FIELDS}
     return resolve_config(section, yaml_values, cli_values)

@@ -124,12 +124,7 @@ def load_from_settings(settings: Any, model_id: str | None = None) -> LoadedMode
     """Load the model of the ``model`` section; ``model_id`` overrides it."""
     section = settings.model
     return load_model(
-        model_id or section.model_id,
-        device=section.get("device", "auto"),
-        torch_dtype=section.get("torch_dtype", "auto"),
-        trust_remote_code=bool(section.get("trust_remote_code", False)),
-        local_files_only=bool(section.get("local_files_only", False)),
-        revision=section.get("revision", ""),
-        cache_dir=section.get("cache_dir", ""),
-        use_fast_tokenizer=bool(section.get("use_fast_tokenizer", True)),
+        model_id or section.model_id, device=section.device, torch_dtype=section.torch_dtype,
+        trust_remote_code=section.trust_remote_code, local_files_only=section.local_files_only,
+        revision=section.revision, cache_dir=section.cache_dir, use_fast_tokenizer=section.use_fast_tokenizer,
     )

@@ -13,7 +13,9 @@ Precedence, highest first (``docs/configuration.md``):
 
 The files are layered here (tables merge, lists and values replace); dynaconf reads the
 environment on top of them, and its validators run when settings load, so a bad value stops
-the program at start with a message that names the key and the allowed range.
+the program at start with a message that names the key and the allowed range. Code gets the
+result as a frozen :class:`~tempo.settings.schema.Settings` (``settings.app.max_batch_size``),
+each key declared once in :mod:`tempo.settings.schema`; dynaconf stays inside this package.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from tempo.settings.rules import (  # noqa: F401 -- the value lists are part of 
     COMPLETE_PRUNING_MODES, DTYPE_NAMES, LOG_LEVELS, MODES, MODULE_DEBUG_NAMES, NEXT_LOGITS_MODES, REJECTED,
     SCHEDULES, SECRET_KEYS, VALIDATORS, flatten, validation_errors,
 )
+from tempo.settings.schema import Settings
 from tempo.settings.env_names import ALIAS_BY_NAME, ALIASES, ENV_ONLY, PREFIX, is_single_underscore, resolve
 from tempo.errors import SettingsError
 
@@ -51,7 +54,8 @@ RANKS = {"default": 0, "file": 1, "environment": 2, "argument": 3}
 class LoadedSettings:
     """Settings with what :func:`read_settings` learnt on the way: each key's source, the problems."""
 
-    settings: Dynaconf
+    raw: Dynaconf
+    """Every key as read, aliases and keys accepted at one value included (``config --show``)."""
     profile: str
     file: Path
     sources: dict[str, str] = field(default_factory=dict)
@@ -62,6 +66,8 @@ class LoadedSettings:
     """Keys and variables that name no setting: a warning at load, an error for ``config --validate``."""
     notes: list[str] = field(default_factory=list)
     """Values overridden by another name of the same setting (aliases)."""
+    settings: Settings = field(default_factory=Settings)
+    """The typed settings that code reads (meaningful when ``errors`` is empty)."""
 
     def source(self, key: str) -> str:
         """Where a dotted key's value came from (the nearest set parent for keys inside a table)."""
@@ -118,7 +124,7 @@ def read_settings(settings_file: str | Path | None = None, overrides: Mapping[st
                             if value != {} or key in sources})  # an empty table sets nothing but max_memory
     settings = Dynaconf(envvar_prefix="TEMPO", environments=False, merge_enabled=False,
                         **{section.upper(): value for section, value in merged.items()})
-    loaded = LoadedSettings(settings=settings, profile=profile, file=path, sources=sources)
+    loaded = LoadedSettings(raw=settings, profile=profile, file=path, sources=sources)
     environ = {name: value for name, value in os.environ.items() if name.startswith(PREFIX)}
     for name in environ:
         if "__" in name and not name.endswith("_FOR_DYNACONF"):
@@ -136,12 +142,16 @@ def read_settings(settings_file: str | Path | None = None, overrides: Mapping[st
     _resolve_aliases(loaded, alias_inputs)
     loaded.unknown += _unknown_keys(settings, defaults)
     loaded.errors += validation_errors(settings)
+    loaded.settings = Settings.from_tables({str(k).lower(): v for k, v in settings.as_dict().items()})
     return loaded
 
 
 def load_settings(settings_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None
-                  ) -> Dynaconf:
-    """Read the settings and validate them; raise SettingsError naming every bad key."""
+                  ) -> Settings:
+    """Read the settings and validate them; raise SettingsError naming every bad key.
+
+    Tests that need other values pass ``overrides`` (``{"app.stream_interval": 0.0}``), the highest
+    layer, so they are validated like any other."""
     loaded = read_settings(settings_file, overrides)
     for problem in loaded.unknown + loaded.notes:
         log.warning("settings: %s", problem)
@@ -150,8 +160,21 @@ def load_settings(settings_file: str | Path | None = None, overrides: Mapping[st
     return loaded.settings
 
 
+def parse_value(text: str) -> Any:
+    """A value spelled as in a ``TEMPO_`` variable (``true``, ``42``, ``0.5``, ``["a"]``, else a string),
+    parsed as dynaconf parses the environment (``config --set``)."""
+    return parse_conf_data(text, tomlfy=True)
+
+
+def toml_text(tables: Mapping[str, Any]) -> str:
+    """Nested tables as TOML text (``config --migrate --to-toml``)."""
+    from dynaconf.vendor import toml
+
+    return toml.dumps(dict(tables))
+
+
 @lru_cache(maxsize=1)
-def default_settings() -> Dynaconf:
+def default_settings() -> Settings:
     """The process-wide settings, read once."""
     return load_settings()
 
@@ -193,7 +216,7 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
 def _apply_single_underscore(loaded: LoadedSettings, environ: Mapping[str, str], defaults: Mapping[str, Any]
                              ) -> dict[str, tuple[Any, str]]:
     """Set the keys the guide's ``TEMPO_SECTION_KEY`` variables name; return those that name an alias."""
-    settings, alias_inputs = loaded.settings, {}
+    settings, alias_inputs = loaded.raw, {}
     for name in sorted(environ):
         if not is_single_underscore(name):
             continue
@@ -216,7 +239,7 @@ def _apply_single_underscore(loaded: LoadedSettings, environ: Mapping[str, str],
 
 def _resolve_aliases(loaded: LoadedSettings, inputs: dict[str, tuple[Any, str]]) -> None:
     """Carry each alias's value to its target when set at a higher level; then mirror targets into aliases."""
-    settings = loaded.settings
+    settings = loaded.raw
     for alias in ALIASES:  # set in a file or as TEMPO_SECTION__ALIAS: read from the settings
         source = loaded.source(alias.name)
         if source != "default" and alias.name not in inputs:
@@ -245,7 +268,7 @@ def _unknown_keys(settings: Dynaconf, defaults: Mapping[str, Any]) -> list[str]:
     for key in flatten({str(k).lower(): v for k, v in settings.as_dict().items()}):
         parts = key.split(".")
         if not any(".".join(parts[:end]) in known for end in range(1, len(parts) + 1)):
-            if not key.endswith("use_custom_rope"):
+            if not key.endswith("use_custom_rope") and not key.startswith("debug.module_debug."):  # errors
                 unknown.append(f"{key} is not a setting of TEMPO (settings.toml names every key)")
     return unknown
 

@@ -43,9 +43,9 @@ import logging
 import logging.handlers
 import sys
 from pathlib import Path
-from typing import Any
 
 from tempo.errors import SettingsError
+from tempo.settings.schema import Settings
 
 ROOT = "tempo"
 TIMING = "tempo.timing"
@@ -67,32 +67,22 @@ MODULE_LOGGERS: dict[str, tuple[str, ...]] = {
 }
 """Debug switch (``debug.module_debug.<name>``) -> the loggers it sets to DEBUG."""
 
-DEFAULT_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 LOG_FILE = "tempo.log"
 
 
-def debug_switches(settings: Any) -> tuple[bool, set[str]]:
-    """``(global_debug, switched module names)`` of the ``debug`` section; an unknown name or a
-    value that is not a boolean raises SettingsError naming the key."""
-    section = _get(settings, "debug") or {}
-    global_debug = _flag(section.get("global_debug", False), "debug.global_debug")
-    switched = set()
-    for key, value in dict(section.get("module_debug", None) or {}).items():
-        name = str(key).lower()
-        if name not in MODULE_LOGGERS:
-            raise SettingsError(f"invalid setting: debug.module_debug.{name} is not a module; "
-                                f"one of {', '.join(MODULE_LOGGERS)}")
-        if _flag(value, f"debug.module_debug.{name}"):
-            switched.add(name)
-    return global_debug, switched
+def debug_switches(settings: Settings) -> tuple[bool, set[str]]:
+    """``(global_debug, switched module names)`` of the typed ``debug`` section (an unknown module
+    name or a value that is not a boolean stopped the settings from loading)."""
+    debug = settings.debug
+    return debug.global_debug, {name for name, on in debug.module_debug.as_dict().items() if on}
 
 
-def configure_logging(settings: Any, debug_mode: bool = False) -> None:
+def configure_logging(settings: Settings, debug_mode: bool = False) -> None:
     """Set up the ``tempo`` logger from the settings; ``debug_mode`` (the CLI's ``--debug-mode``)
     acts as ``debug.global_debug``. Calling it again replaces (and closes) the handlers and
     resets the switches, so it is safe to call once per settings change."""
-    section = _get(settings, "logging") or {}
-    level = str(section.get("log_level", "INFO")).upper()
+    section = settings.logging
+    level = section.log_level.upper()
     global_debug, switched = debug_switches(settings)
     logger = logging.getLogger(ROOT)
     for handler in list(logger.handlers):
@@ -103,17 +93,17 @@ def configure_logging(settings: Any, debug_mode: bool = False) -> None:
     for name, loggers in MODULE_LOGGERS.items():
         for logger_name in loggers:
             logging.getLogger(logger_name).setLevel(logging.DEBUG if name in switched else logging.NOTSET)
-    formatter = logging.Formatter(section.get("log_format", DEFAULT_FORMAT))
-    if section.get("console_logging", True):
+    formatter = logging.Formatter(section.log_format)
+    if section.console_logging:
         _add(logger, ConsoleHandler(), formatter)
-    if section.get("enable_file_logging", False):
-        log_dir = Path(str(section.get("log_dir", "logs"))).expanduser()
+    if section.enable_file_logging:
+        log_dir = Path(str(section.log_dir)).expanduser()
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
             handler = logging.handlers.RotatingFileHandler(
                 log_dir / LOG_FILE,
-                maxBytes=int(float(section.get("max_log_size_mb", 100)) * 1024 * 1024),
-                backupCount=int(section.get("backup_count", 5)),
+                maxBytes=int(section.max_log_size_mb * 1024 * 1024),
+                backupCount=section.backup_count,
                 encoding="utf-8",
             )
         except OSError as exc:
@@ -143,11 +133,3 @@ def _add(logger: logging.Logger, handler: logging.Handler, formatter: logging.Fo
     logger.addHandler(handler)
 
 
-def _get(settings: Any, key: str) -> Any:
-    return settings.get(key, None) if hasattr(settings, "get") else getattr(settings, key, None)
-
-
-def _flag(value: Any, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise SettingsError(f"invalid setting: {key} must be true or false, got {value!r}")

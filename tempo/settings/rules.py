@@ -8,21 +8,17 @@ configuration guide's keys that TEMPO accepts at one value only, with the reason
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Mapping
 
-from dynaconf import ValidationError, Validator
+from dynaconf import Dynaconf, ValidationError, Validator
 
 from tempo.request import COMPLETE_PRUNING_MODES, MODES, NEXT_LOGITS_MODES, SCHEDULES  # noqa: F401
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-DTYPE_NAMES = ("auto", "float32", "float16", "bfloat16")
-MODULE_DEBUG_NAMES = (
-    "token_generator", "attention_manager", "rope_modifier", "model_wrapper", "token_selector",
-    "parallel_generator", "experiment_runner", "retroactive_pruner", "mcts_generator", "api", "cache_manager",
-    "performance_tracker",
+from tempo.request import FIELDS, FieldSpec
+from tempo.settings.schema import (  # noqa: F401 -- the value lists are part of this module's interface
+    DTYPE_NAMES, LOG_LEVELS, MODULE_DEBUG_NAMES, Rule, declared,
 )
+
+
 SECRET_KEYS = ("hub.token",)
 """Known keys that are never in settings.toml (they belong in .secrets.toml or the environment)."""
 
@@ -46,8 +42,23 @@ def _bool(key: str) -> Validator:
     return Validator(key, is_type_of=bool, messages={"operations": f"{key} must be true or false, got {{value}}"})
 
 
-def _device(name: Any) -> bool:
-    return isinstance(name, str) and (name in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", name))
+def request_validators(fields: Mapping[str, FieldSpec] = FIELDS) -> list[Validator]:
+    """A validator for the settings key of every request field, from its declaration: its choices, its
+    [lo, hi] (lo alone where a setting is the upper bound, such as generation.max_tokens_limit), true or false."""
+    validators = []
+    for spec in fields.values():
+        if not spec.section:
+            continue
+        if spec.choices:
+            validators.append(_choice(spec.setting, spec.choices))
+        elif spec.type is bool:
+            validators.append(_bool(spec.setting))
+        elif spec.type is str:
+            validators.append(Validator(spec.setting, is_type_of=str,
+                                        messages={"operations": f"{spec.setting} must be a string, got {{value}}"}))
+        elif spec.lo is not None:
+            validators.append(_range(spec.setting, spec.lo, spec.hi))
+    return validators
 
 
 REJECTED: tuple[tuple[str, Any, str], ...] = (
@@ -108,97 +119,42 @@ def _only(key: str, accepted: Any, why: str) -> Validator:
         "operations": f"{key} = {{value}} is not supported: {why}; only {json.dumps(accepted)} is accepted"})
 
 
+def schema_validator(key: str, rule: Rule) -> Validator:
+    """The validator of one declared key (tempo/settings/schema.py): ``KEY must be SAYS, got VALUE``."""
+    checks: dict[str, Any] = {}
+    if rule.choices:
+        checks["is_in"] = rule.choices
+    if rule.kind is not None:
+        checks["is_type_of"] = rule.kind
+    if rule.nonempty:
+        checks["len_min"] = 1
+    if rule.lo is not None:
+        checks["gte"] = rule.lo
+    if rule.hi is not None:
+        checks["lte"] = rule.hi
+    if rule.gt is not None:
+        checks["gt"] = rule.gt
+    if rule.required:
+        return Validator(key, must_exist=True, **checks,
+                         messages={"must_exist_true": f"{key} must be {rule.message}"})
+    if rule.condition is not None:
+        return Validator(key, condition=rule.condition,
+                         messages={"condition": f"{key} must be {rule.message}, got {{value}}"})
+    return Validator(key, **checks, messages={"operations": f"{key} must be {rule.message}, got {{value}}"})
+
+
+def schema_validators(*sections: str) -> list[Validator]:
+    """The validators of the keys the schema declares with a rule, in declaration order (the request
+    fields' keys carry none there: their validators are the request lines of ``VALIDATORS``)."""
+    return [schema_validator(key, f.metadata["rule"]) for key, f in declared().items()
+            if key.split(".")[0] in sections and f.metadata.get("rule") is not None]
+
+
 VALIDATORS = [
-    Validator("model.model_id", must_exist=True, is_type_of=str, len_min=1,
-              messages={"must_exist_true": "model.model_id must be set (a hub id or a local path)"}),
-    Validator("model.device", condition=_device,
-              messages={"condition": "model.device must be auto, cpu, cuda, cuda:N or mps, got {value}"}),
-    _choice("model.torch_dtype", DTYPE_NAMES),
-    _choice("generation.mode", MODES),
-    _range("generation.max_tokens_limit", 1),
-    _range("generation.max_tokens", 1),
-    _range("generation.selection_threshold", 0.0, 1.0),
-    _range("generation.selection_final_threshold", 0.0, 1.0),
-    _choice("generation.selection_schedule", SCHEDULES),
-    _range("generation.bezier_p1", 0.0, 1.0),
-    _range("generation.bezier_p2", 0.0, 1.0),
-    _range("generation.relu_activation_point", 0.0, 0.999),
-    _range("generation.temperature", 0.0, 100.0),
-    _range("generation.top_k", 0),
-    _range("generation.top_p", 0.0, 1.0),
-    _range("generation.repetition_penalty", 0.01, 100.0),
-    _range("generation.max_parallel_tokens", 1, 256),
-    _range("generation.min_steps", 0),
-    _choice("generation.next_logits_mode", NEXT_LOGITS_MODES),
-    _range("generation.eos_token_id", -1),
-    _range("generation.pad_token_id", -1),
-    _range("pruning.attention_threshold", 0.0, 1.0),
-    _range("pruning.relative_threshold", 0.0, 1.0),
-    _range("pruning.num_layers_to_use", 0),
-    _range("pruning.sigmoid_steepness", 0.001, 1000.0),
-    _choice("pruning.complete_pruning_mode", COMPLETE_PRUNING_MODES),
-    _range("pruning.final_threshold", 0.0, 1.0),
-    _range("mcts.simulations", 1),
-    _range("mcts.c_puct", 0.0, 100.0),
-    _range("mcts.depth", 0),
-    _range("mcts.expand", 1, 256),
-    _range("mcts.batch", 1, 64),
-    _range("mcts.max_depth", 0),
-    _range("mcts.max_simulations", 1),
-    _choice("logging.log_level", LOG_LEVELS),
-    _bool("logging.enable_file_logging"),
-    _bool("logging.console_logging"),
-    _range("logging.max_log_size_mb", 1),
-    _range("logging.backup_count", 0),
-    # train: `python -m tempo train` (tempo/train/config.py validates the merged result again)
-    _choice("train.model_size", ("tiny", "medium", "large", "xlarge", "nano")),
-    _choice("train.stage", ("", "language", "code")),
-    _choice("train.lr_decay", ("cosine", "linear", "constant")),
-    Validator("train.learning_rate", gt=0, messages={"operations": "train.learning_rate must be > 0, got {value}"}),
-    _range("train.min_lr_ratio", 0.0, 1.0),
-    _range("train.dropout", 0.0, 0.99),
-    _range("train.weight_decay", 0.0, 10.0),
-    _range("train.grad_clip", 0.0),
-    _range("train.warmup_steps", 0),
-    _range("train.batch_size", 1),
-    _range("train.grad_accumulation_steps", 1),
-    _range("train.num_epochs", 1),
-    _range("train.max_steps", 0),
-    _range("train.num_threads", 0),
-    _range("train.eval_interval", 1),
-    _range("train.eval_batches", 1),
-    _range("train.checkpoint_interval", 1),
-    _range("train.val_fraction", 0.001, 0.999),
-    _range("train.seq_length", 0),
-    _range("train.min_frequency", 1),
-    _range("train.max_files", 0),
-    # api / app: the server of app.py (tempo/api.py, tempo/ui.py, tempo/scheduler.py)
-    Validator("api.host", is_type_of=str, len_min=1, messages={"operations": "api.host must be a host name, got {value}"}),
-    _range("api.port", 0, 65535),
-    Validator("api.cors_origins", is_type_of=list,
-              messages={"operations": "api.cors_origins must be a list of origins, got {value}"}),
-    _range("api.max_concurrent_requests", 1),
-    Validator("api.request_timeout", gt=0, messages={"operations": "api.request_timeout must be > 0, got {value}"}),
-    _range("api.rate_limit", 0),
-    Validator("api.rate_limit_window", gt=0,
-              messages={"operations": "api.rate_limit_window must be > 0, got {value}"}),
-    _range("app.max_batch_size", 1, 256),
-    _range("app.queue_max_size", 1),
-    _range("app.concurrency_limit", 1),
-    _range("app.stream_interval", 0.0, 10.0),
-    _range("app.generate_batch_max_size", 1, 256),
-]
-VALIDATORS += [  # keys that another module reads (prompt cache, debug logging, profiling)
-    _bool("cache.enable_prompt_cache"),
-    Validator("cache.prompt_cache_size", is_type_of=int, gte=0,
-              messages={"operations": "cache.prompt_cache_size must be an integer >= 0 (entries), got {value}"}),
-    Validator("cache.max_cache_size_gb", is_type_of=(int, float), gt=0,
-              messages={"operations": "cache.max_cache_size_gb must be a number > 0 (GB), got {value}"}),
-    _bool("debug.global_debug"),
-    *[_bool(f"debug.module_debug.{name}") for name in MODULE_DEBUG_NAMES],
-    _bool("performance.enable_profiling"),
-    Validator("performance.profile_output_dir", is_type_of=str, len_min=1,
-              messages={"operations": "performance.profile_output_dir must be a folder, got {value}"}),
+    *schema_validators("model"),
+    *request_validators(),  # the request fields' keys, from their declaration (tempo.request.FIELDS)
+    *schema_validators("generation", "pruning", "mcts"),  # the section-only keys: limits, special ids
+    *schema_validators("logging", "train", "api", "app", "cache", "debug", "performance"),
     *[_only(key, accepted, why) for key, accepted, why in REJECTED],
 ]
 
@@ -214,11 +170,13 @@ def validation_errors(settings: Dynaconf) -> list[str]:
         except TypeError:  # a comparison of the wrong type ("abc" >= 0)
             name = validator.names[0]
             errors.append(f"{name} has the wrong type: {settings.get(name)!r}")
-    generation = settings.get("generation", {})
-    limit = generation.get("max_tokens_limit", 1024)
-    tokens = generation.get("max_tokens", 1)
+    limit, tokens = settings.generation.max_tokens_limit, settings.generation.max_tokens  # the defaults name both
     if isinstance(tokens, int) and isinstance(limit, int) and tokens > limit:
         errors.append(f"generation.max_tokens must be in [1, {limit}] (generation.max_tokens_limit), got {tokens}")
+    switches = settings.debug.module_debug  # a name that is no module: an error, not only an unknown key
+    for name in [str(n).lower() for n in switches] if isinstance(switches, Mapping) else ():
+        if name not in MODULE_DEBUG_NAMES:
+            errors.append(f"debug.module_debug.{name} is not a module; one of {', '.join(MODULE_DEBUG_NAMES)}")
     for key in flatten(settings.as_dict()):
         if key.endswith(".use_custom_rope") or key == "use_custom_rope":
             errors.append(f"{key} is not supported: TEMPO gives the tokens of one parallel set one position through "

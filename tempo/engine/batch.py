@@ -64,15 +64,10 @@ class Batch:
     def _settings(self) -> None:
         dev = self.adapter.device
         req = [row.request for row in self.rows]
-        self.temperature = torch.tensor([r.temperature for r in req], device=dev)
-        self.top_k = torch.tensor([r.top_k for r in req], device=dev)
-        self.top_p = torch.tensor([r.top_p for r in req], device=dev)
-        self.penalty = torch.tensor([r.repetition_penalty for r in req], device=dev)
-        self.max_parallel = torch.tensor([r.max_parallel_tokens for r in req], device=dev)
+        self.sampling = sampling.RowSettings.of(req, [r.max_parallel_tokens for r in req], dev)
         self.single = torch.tensor([row.single for row in self.rows], device=dev)
         self.intraset = torch.tensor([r.allow_intraset_token_visibility for r in req], device=dev)
         self.modes = [r.next_logits_mode for r in req]
-        self.repetition = any(r.repetition_penalty != 1.0 for r in req)
         self.soft = any(r.use_retroactive_pruning and r.soft_pruning for r in req)
         n_layers = self.adapter.num_layers
         self.plans = [pruning.layer_plan(n_layers, r.num_layers_to_use, r.multi_scale_attention)
@@ -187,15 +182,11 @@ class Batch:
     def next_sets(self, thresholds: list[float]) -> tuple[list[list[int]], list[list[float]]]:
         """The next step's set of every row (token ids and probabilities, highest first)."""
         early = [len(row.sets) < row.request.min_steps for row in self.rows]
-        logits = sampling.suppress_tokens(self.logits, early, self.eos_ids)
-        if self.repetition:
-            logits = sampling.repetition_penalty(logits, self.seen, self.penalty)
-        rows = sampling.temperature_softmax(logits, self.temperature)  # [B, K, V]
-        weights = sampling.mode_weights(self.set_probs, self.kept, self.modes)
-        p = sampling.combine(rows, weights)  # [B, V]
-        sorted_p, sorted_ids = sampling.top_k_top_p(p, self.top_k, self.top_p, self.max_parallel)
-        threshold = torch.tensor(thresholds, device=p.device)
-        sizes = sampling.set_sizes(sorted_p, threshold, self.max_parallel, self.single)
+        weights = sampling.mode_weights(self.set_probs, self.kept, self.modes)  # [B, K]
+        sorted_p, sorted_ids = sampling.distribution(self.logits, self.sampling, early, self.eos_ids, self.seen,
+                                                     weights)
+        threshold = torch.tensor(thresholds, device=sorted_p.device)
+        sizes = sampling.set_sizes(sorted_p, threshold, self.sampling.need, self.single)
         width = int(sizes.max())
         ids, probs, sizes = sorted_ids[:, :width].tolist(), sorted_p[:, :width].tolist(), sizes.tolist()
         sets_ids, sets_probs = [], []
@@ -283,7 +274,7 @@ class Batch:
         self.visible = torch.cat([self.visible, real], dim=-1)
         self.key_bias = torch.cat([self.key_bias, torch.zeros(real.shape, device=dev)], dim=-1)
         self.set_probs, self.kept = probs, real
-        if self.repetition:
+        if self.sampling.repetition:
             # scatter_add, not scatter: filler slots repeat the pad id and must not unset it.
             added = torch.zeros_like(self.seen, dtype=torch.long).scatter_add_(1, input_ids, real.long())
             self.seen |= added > 0

@@ -96,6 +96,7 @@ class MctsSearch:
         self.on_step = on_step
         self.row = Row(key, request, encode_prompt(tokenizer, request))
         self.generator = torch.Generator().manual_seed(request.seed)
+        self.sampling = sampling.RowSettings.of([request], [request.mcts_expand], adapter.device)
         self.context = list(self.row.prompt_ids)  # prompt + appended tokens
         self.pending: list[int] = []  # appended tokens whose keys and values are not cached yet
         self.cache: Any = None
@@ -126,18 +127,14 @@ class MctsSearch:
 
     def _distribution(self, logits: torch.Tensor, path: list[int], depth: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The processed distribution (TEMPO_SPEC section 3) after context + ``path``, highest first."""
-        r = self.request
         dev = logits.device
-        row = logits[None, None].float()  # [1, 1, V]
-        step = len(self.row.sets) + depth
-        row = sampling.suppress_tokens(row, [step < r.min_steps], sorted(self.eos_ids))
-        if r.repetition_penalty != 1.0:
-            seen = torch.zeros(1, row.shape[-1], dtype=torch.bool, device=dev)
+        seen = None
+        if self.sampling.repetition:
+            seen = torch.zeros(1, logits.shape[-1], dtype=torch.bool, device=dev)  # [1, V]
             seen[0, torch.tensor(self.context + path, device=dev)] = True
-            row = sampling.repetition_penalty(row, seen, torch.tensor([r.repetition_penalty], device=dev))
-        q = sampling.temperature_softmax(row, torch.tensor([r.temperature], device=dev))[:, 0]  # [1, V]
-        probs, ids = sampling.top_k_top_p(q, torch.tensor([r.top_k], device=dev), torch.tensor([r.top_p], device=dev),
-                                          torch.tensor([r.mcts_expand], device=dev))
+        early = len(self.row.sets) + depth < self.request.min_steps
+        probs, ids = sampling.distribution(logits[None, None].float(), self.sampling, [early], sorted(self.eos_ids),
+                                           seen)  # [1, W]
         return probs[0].cpu(), ids[0].cpu()
 
     def _choose(self, distribution: tuple[torch.Tensor, torch.Tensor]) -> tuple[int, float]:

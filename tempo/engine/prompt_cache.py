@@ -65,21 +65,13 @@ class PromptCache:
 
     @classmethod
     def from_settings(cls, settings: Any) -> "PromptCache | None":
-        """The ``[cache]`` section's prompt cache, or None when ``enable_prompt_cache`` is false, the size
-        is 0 or there are no settings at all (an engine built bare, as in the tests, prefills every time).
-        Missing keys take the defaults (on, 16 entries, 2 GiB, as settings.toml); only ``"lru"`` eviction exists."""
-        if settings is None:
+        """The prompt cache of the typed settings' ``cache`` section, or None when ``enable_prompt_cache``
+        is false or the size is 0. Only ``"lru"`` eviction exists (``cache.cache_eviction_policy`` is
+        accepted at that value only, checked when the settings load)."""
+        cache = settings.cache
+        if not cache.enable_prompt_cache or cache.prompt_cache_size == 0:
             return None
-        section = _section(settings, "cache")
-        if not bool(section.get("enable_prompt_cache", True)):
-            return None
-        size = int(section.get("prompt_cache_size", 16))
-        policy = str(section.get("cache_eviction_policy", "lru")).lower()
-        if policy != "lru":
-            raise ValueError(f"cache.cache_eviction_policy must be lru, got {policy}")
-        if size == 0:
-            return None
-        return cls(size, float(section.get("max_cache_size_gb", 2.0)) * GIB)
+        return cls(cache.prompt_cache_size, cache.max_cache_size_gb * GIB)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -146,11 +138,6 @@ class PromptCache:
         with self._lock:
             return {"entries": len(self._entries), "bytes": self.bytes, "hits": self.hits, "misses": self.misses,
                     "evictions": self.evictions, "size": self.size, "max_bytes": self.max_bytes}
-
-
-def _section(settings: Any, name: str) -> Any:
-    section = settings.get(name, None) if hasattr(settings, "get") else getattr(settings, name, None)
-    return section or {}
 
 
 def plain(cache: Any) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from tempo.engine.output import bracketed_text, clean_text, token_text
+from tempo.engine.output import CONTEXT_WINDOW, bracketed_text, clean_text, token_text
 from tempo.engine.schedules import threshold_at
 from tempo.settings.logs import TIMING
 from tempo.request import GenerationRequest
@@ -66,6 +66,8 @@ class Row:
     decode_start: float = 0.0
     pruning_s: float = 0.0
     finished_at: float = 0.0
+    decoded: dict[tuple[tuple[int, ...], int], str] = field(default_factory=dict, repr=False)
+    """Token texts by (left context, token id): each is decoded once, however often the steps are built."""
 
     @property
     def token_sets(self) -> list[list[int]]:
@@ -107,21 +109,44 @@ def record_step(s: int, record: SetRecord, texts: list[str], prompt_len: int) ->
                 attention_threshold=record.attention_threshold, unattended=record.unattended, candidates=candidates)
 
 
-def build_result(row: Row, tokenizer: Any, model_info: dict[str, Any]) -> GenerationResult:
-    """Turn a row (finished or in progress) into the result of TEMPO_SPEC section 8."""
-    context = list(row.prompt_ids)
+def row_steps(row: Row, tokenizer: Any, first: int = 0) -> list[Step]:
+    """The steps of ``row`` from step ``first`` on, in the result's shape: the one builder of streamed
+    steps and of results. A token's text is decoded after the context the result reads: the prompt,
+    then the first kept candidate of each earlier step (for MCTS the appended, most visited child), as
+    the candidates stand now (pruning may change them)."""
+    context = list(row.prompt_ids[-CONTEXT_WINDOW:])
     steps = []
     for s, record in enumerate(row.sets):
-        texts = [token_text(tokenizer, context, t) for t in record.tokens]
-        steps.append(record_step(s, record, texts, len(row.prompt_ids)))
+        if s >= first:
+            texts = [_text(row, tokenizer, context, t) for t in record.tokens]
+            steps.append(record_step(s, record, texts, len(row.prompt_ids)))
         if record.kept:
-            context.append(record.tokens[record.kept[0]])
+            context = (context + [record.tokens[record.kept[0]]])[-CONTEXT_WINDOW:]
+    return steps
+
+
+def stream_steps(row: Row, tokenizer: Any) -> list[Step]:
+    """What a stream sends after the row's newest set: that step, or every step when retroactive pruning
+    may have changed earlier ones."""
+    return row_steps(row, tokenizer, 0 if row.request.use_retroactive_pruning else len(row.sets) - 1)
+
+
+def _text(row: Row, tokenizer: Any, context: list[int], token: int) -> str:
+    key = (tuple(context), token)
+    if key not in row.decoded:
+        row.decoded[key] = token_text(tokenizer, context, token)
+    return row.decoded[key]
+
+
+def build_result(row: Row, tokenizer: Any, model_info: dict[str, Any]) -> GenerationResult:
+    """Turn a row (finished or in progress) into the result of TEMPO_SPEC section 8."""
+    steps = row_steps(row, tokenizer)
     decode_s = max(0.0, (row.finished_at or row.decode_start) - row.decode_start)
     total = row.prefill_s + decode_s
     timing = Timing(prefill_s=row.prefill_s, decode_s=decode_s, pruning_s=row.pruning_s, total_s=total,
                     tokens_per_s=len(steps) / total if total > 0 else 0.0)
     log.debug("request %s (%s): %d prompt tokens, %d steps, %d tokens kept, stopped by %s", row.key,
-              row.request.mode, len(row.prompt_ids), len(steps), len(context) - len(row.prompt_ids),
+              row.request.mode, len(row.prompt_ids), len(steps), sum(1 for step in steps if step.kept),
               row.stop_reason or "max_tokens")
     timing_log.debug("request %s (%s): prefill %.4f s, decode %.4f s, pruning %.4f s, total %.4f s, %.1f steps/s",
                      row.key, row.request.mode, timing.prefill_s, timing.decode_s, timing.pruning_s, timing.total_s,

@@ -4,7 +4,9 @@
     >>> result = tempo.generate("def read_config(path):", max_tokens=20)
     >>> print(result.text)
 
-Every other interface (CLI, Gradio, REST) goes through ``Tempo.run``.
+Every other interface reaches the engine through ``Tempo``: the CLI and Python through ``run`` /
+``compare``, the scheduler (Gradio, ``gradio_client``, REST) through ``new_batch``, ``run`` (tree
+searches), ``stream_steps`` and ``result``; ``check`` holds the rules that need the model.
 """
 from __future__ import annotations
 
@@ -13,23 +15,23 @@ import threading
 from typing import Any, Iterable
 
 from tempo.settings.loader import default_settings
+from tempo.settings.schema import Settings
 from tempo.engine.adapter import ModelAdapter
 from tempo.engine.mcts import MctsSearch
 from tempo.engine.prompt_cache import PromptCache, supports
-from tempo.engine.row import Row, build_result
-from tempo.engine.batch import Batch, StepCallback
+from tempo.engine.row import Row, build_result, stream_steps
+from tempo.engine.batch import Batch, StepCallback, check_for_model
 from tempo.models.loading import LoadedModel, load_from_settings
 from tempo.request import GenerationRequest, build_request
-from tempo.result import GenerationResult
+from tempo.result import GenerationResult, Step
 
 log = logging.getLogger(__name__)
 
 
-def special_ids(loaded: LoadedModel, settings: Any) -> tuple[list[int], int]:
+def special_ids(loaded: LoadedModel, settings: Settings) -> tuple[list[int], int]:
     """EOS ids and the pad id: the settings' override (>= 0), else the model's generation config / tokenizer."""
-    section = settings.generation if settings is not None else {}
-    eos_override = int(section.get("eos_token_id", -1))
-    pad_override = int(section.get("pad_token_id", -1))
+    eos_override = settings.generation.eos_token_id
+    pad_override = settings.generation.pad_token_id
     if eos_override >= 0:
         eos = [eos_override]
     else:
@@ -64,13 +66,15 @@ def compare_requests(prompt: str, settings: Any, **overrides: Any) -> dict[str, 
 class Tempo:
     """A model plus settings; thread-safe: one generation batch runs at a time."""
 
-    def __init__(self, loaded: LoadedModel, settings: Any = None):
+    def __init__(self, loaded: LoadedModel, settings: Settings | None = None):
         self.loaded = loaded
-        self.settings = settings
+        self.settings = settings if settings is not None else Settings.defaults()
+        """The typed settings; an engine built without any takes the declared defaults."""
         self.adapter = ModelAdapter(loaded.model)
-        self.eos_ids, self.pad_id = special_ids(loaded, settings)
+        self.eos_ids, self.pad_id = special_ids(loaded, self.settings)
         self._lock = threading.Lock()
-        self.prompt_cache = PromptCache.from_settings(settings)
+        # An engine built bare (no settings, as in the tests) prefills every time: no prompt cache.
+        self.prompt_cache = PromptCache.from_settings(settings) if settings is not None else None
         """Prefills by prompt token ids, shared by every batch and search on this model; None: off."""
         if self.prompt_cache is not None and not supports(self.adapter):
             log.debug("prompt cache off: %s keeps more than plain keys and values per slot",
@@ -78,13 +82,37 @@ class Tempo:
             self.prompt_cache = None
 
     @classmethod
-    def from_settings(cls, settings: Any = None, model_id: str | None = None) -> "Tempo":
-        settings = settings or default_settings()
+    def from_settings(cls, settings: Settings | None = None, model_id: str | None = None) -> "Tempo":
+        settings = settings if settings is not None else default_settings()
         return cls(load_from_settings(settings, model_id=model_id), settings)
 
     def request(self, prompt: str, **overrides: Any) -> GenerationRequest:
         """A validated request: overrides > settings > code defaults."""
         return build_request(prompt, self.settings, **overrides)
+
+    def check(self, request: GenerationRequest) -> None:
+        """Raise ``RequestError`` when ``request`` breaks a rule of this model (the others hold in
+        ``build_request``): ``num_layers_to_use`` beyond its layers."""
+        check_for_model(request, self.adapter)
+
+    def new_batch(self, on_step: StepCallback | None = None) -> Batch:
+        """An empty batch on this model for a caller that drives it step by step (the scheduler):
+        ``add`` requests at any step boundary, ``step``, ``cancel``; rows leave into ``finished``.
+        ``on_step(row)`` runs after each row's new set. It does not take the lock of ``run``."""
+        return Batch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, on_step, self.prompt_cache)
+
+    def new_search(self, request: GenerationRequest, key: Any = 0, on_step: StepCallback | None = None) -> MctsSearch:
+        """A tree search (MCTS) of ``request`` on this model; ``run()`` returns its row."""
+        return MctsSearch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, request, key, on_step,
+                          self.prompt_cache)
+
+    def stream_steps(self, row: Row) -> list[Step]:
+        """The steps a stream sends after ``row``'s newest set, built as the result builds them."""
+        return stream_steps(row, self.loaded.tokenizer)
+
+    def result(self, row: Row) -> GenerationResult:
+        """The result (TEMPO_SPEC section 8) of a row from ``new_batch`` or a search."""
+        return build_result(row, self.loaded.tokenizer, self.loaded.info())
 
     def run(self, requests: list[GenerationRequest], on_step: StepCallback | None = None) -> list[GenerationResult]:
         """Generate every request in one batch; results in the order of ``requests``."""
@@ -96,15 +124,11 @@ class Tempo:
         rows: dict[int, Row] = {}
         with self._lock:
             if batched:
-                done = Batch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, on_step,
-                             self.prompt_cache).run([requests[i] for i in batched])
-                rows.update(zip(batched, done))
+                rows.update(zip(batched, self.new_batch(on_step).run([requests[i] for i in batched])))
             for i, request in enumerate(requests):  # tree searches run one at a time
                 if request.mode == "mcts":
-                    rows[i] = MctsSearch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, request,
-                                         i, on_step, self.prompt_cache).run()
-        info = self.loaded.info()
-        return [build_result(rows[i], self.loaded.tokenizer, info) for i in range(len(requests))]
+                    rows[i] = self.new_search(request, i, on_step).run()
+        return [self.result(rows[i]) for i in range(len(requests))]
 
     def compare(self, prompt: str, **settings: Any) -> dict[str, GenerationResult]:
         """One prompt in every mode, for side-by-side views: TEMPO, TEMPO with pruning, MCTS and

@@ -3,7 +3,8 @@
 Order, as in Hugging Face: per candidate row, EOS suppression before
 ``min_steps``, repetition penalty, temperature, softmax; then the rows are
 combined into one distribution (mixture / top / last); then top-k, top-p,
-renormalisation; then threshold selection.
+renormalisation; then threshold selection. ``distribution`` is that chain up to
+top-p, written once for the batch and the tree search.
 
 Every function is batched over rows ``B`` with per-row settings as tensors,
 so requests with different settings share one pass.
@@ -11,10 +12,53 @@ so requests with different settings share one pass.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RowSettings:
+    """The sampling settings of B rows as tensors ``[B]``, built once per batch layout (or search)."""
+
+    temperature: torch.Tensor
+    top_k: torch.Tensor
+    top_p: torch.Tensor
+    penalty: torch.Tensor
+    need: torch.Tensor
+    """How many of the highest tokens each row needs at least (its set-size cap; MCTS: ``mcts_expand``)."""
+    repetition: bool
+    """Some row has a repetition penalty: only then is it applied (and ``seen`` needed)."""
+
+    @classmethod
+    def of(cls, requests: Sequence[Any], need: Sequence[int], device: Any) -> "RowSettings":
+        return cls(temperature=torch.tensor([r.temperature for r in requests], device=device),
+                   top_k=torch.tensor([r.top_k for r in requests], device=device),
+                   top_p=torch.tensor([r.top_p for r in requests], device=device),
+                   penalty=torch.tensor([r.repetition_penalty for r in requests], device=device),
+                   need=torch.tensor(list(need), device=device),
+                   repetition=any(r.repetition_penalty != 1.0 for r in requests))
+
+
+def distribution(logits: torch.Tensor, settings: RowSettings, early: list[bool], eos_ids: list[int],
+                 seen: torch.Tensor | None = None, weights: torch.Tensor | None = None):
+    """The processed next-token distribution of each row, highest first: ``(sorted_probs [B, W],
+    sorted_ids [B, W])`` as ``top_k_top_p`` returns them.
+
+    ``logits [B, K, V]``: the logits after each of a row's K candidates; ``early [B]``: rows before their
+    ``min_steps`` (EOS suppressed); ``seen [B, V]``: the tokens the repetition penalty applies to (needed
+    when ``settings.repetition``); ``weights [B, K]``: how the K rows combine (``mode_weights``); None
+    when K is 1. In order: suppress EOS, repetition penalty, temperature + softmax, combine, top-k/top-p.
+    """
+    logits = suppress_tokens(logits, early, eos_ids)
+    if settings.repetition:
+        logits = repetition_penalty(logits, seen, settings.penalty)
+    rows = temperature_softmax(logits, settings.temperature)  # [B, K, V]
+    p = rows[:, 0] if weights is None else combine(rows, weights)  # [B, V]
+    return top_k_top_p(p, settings.top_k, settings.top_p, settings.need)
 
 
 def suppress_tokens(logits: torch.Tensor, rows: list[bool], token_ids: list[int]) -> torch.Tensor:

@@ -16,24 +16,18 @@ from typing import Any, Iterator
 import gradio as gr
 
 from tempo.request import MODES
+from tempo.engine.runner import COMPARE_MODES, compare_requests
 from tempo.errors import RequestError
 from tempo.ui.render import partial_result
 from tempo.request import GenerationRequest, build_request
 from tempo.result import GenerationResult
-from tempo.serve.scheduler import ENDS, Job, Scheduler
+from tempo.settings.schema import Settings
+from tempo.serve.jobs import ENDS, Job, JobQueue
 
 
 def compare_variants() -> dict[str, dict[str, Any]]:
-    """Variant name -> the fields that make it (the rest is shared)."""
-    pruning = "use_retroactive_pruning" in GenerationRequest.field_names()
-    variants: dict[str, dict[str, Any]] = {"tempo": {"mode": "tempo"}}
-    if pruning:
-        variants["tempo"]["use_retroactive_pruning"] = False
-        variants["tempo_pruning"] = {"mode": "tempo", "use_retroactive_pruning": True}
-    if "mcts" in MODES:
-        variants["mcts"] = {"mode": "mcts"}
-    variants["default"] = {"mode": "default", "temperature": 0.0}
-    return variants
+    """Variant name -> the fields that make it (the rest is shared): ``Tempo.compare``'s modes."""
+    return {name: dict(fields) for name, fields in COMPARE_MODES.items()}
 
 
 def wait(job: Job, timeout: float | None) -> GenerationResult:
@@ -47,15 +41,12 @@ def wait(job: Job, timeout: float | None) -> GenerationResult:
 class Endpoints:
     """Request building and the API functions over one scheduler (shared by the UI's handlers)."""
 
-    def __init__(self, scheduler: Scheduler, settings: Any):
+    def __init__(self, scheduler: JobQueue, settings: Settings):
         self.scheduler = scheduler
         self.settings = settings
-        api = settings.get("api", {}) if settings is not None else {}
-        self.timeout = float(api.get("request_timeout", 300)) or None
-        generation = settings.get("generation", {}) if settings is not None else {}
-        self.max_tokens_limit = int(generation.get("max_tokens_limit", 1024))
-        app = settings.get("app", {}) if settings is not None else {}
-        self.stream_interval = float(app.get("stream_interval", 0.25))
+        self.timeout = settings.api.request_timeout or None
+        self.max_tokens_limit = settings.generation.max_tokens_limit
+        self.stream_interval = settings.app.stream_interval
 
     def build(self, prompt: str, overrides: dict[str, Any] | None) -> GenerationRequest:
         """A validated request, or ``gr.Error`` naming the bad field."""
@@ -86,7 +77,7 @@ class Endpoints:
             loaded = self.scheduler.engine.loaded
             try:
                 self._inspection = describe_loaded(loaded.model, loaded.dtype,
-                                                   int(self.defaults().get("max_parallel_tokens", 5)))
+                                                   self.settings.generation.max_parallel_tokens)
             except ModelInspectionError as exc:
                 self._inspection = {"error": str(exc)}
         return self._inspection
@@ -129,7 +120,10 @@ class Endpoints:
         """The side-by-side variants (as ``Tempo.compare``): TEMPO, TEMPO with pruning, MCTS, default greedy;
         each only when the request has its fields / the engine its mode."""
         base = {k: v for k, v in (settings or {}).items() if k not in ("mode", "use_retroactive_pruning")}
-        return {name: self.build(prompt, {**base, **fields}) for name, fields in compare_variants().items()}
+        try:
+            return compare_requests(prompt, self.settings, **base)
+        except RequestError as exc:
+            raise gr.Error(str(exc)) from None
 
     def compare(self, prompt: str, settings: dict | None = None) -> dict:
         """Every variant on the same prompt and settings, generated together: ``{variant: result}``

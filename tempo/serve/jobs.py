@@ -1,19 +1,24 @@
-"""A request's life in the batch queue: ``Job`` (its updates, result, cancel), ``Update``, ``Counters``."""
+"""A request's life in the batch queue: ``Job`` (its updates, result, cancel), ``Update``, ``Counters``,
+and ``JobQueue``, what every scheduler offers (the batch queue, ZeroGPU's direct runs)."""
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from tempo.request import GenerationRequest
 from tempo.result import GenerationResult, Step
 
 if TYPE_CHECKING:
-    from tempo.serve.scheduler import Scheduler
+    from tempo.engine.runner import Tempo
 
 ENDS = ("done", "cancelled", "error")
+ORDER = {"queued": 0, "running": 1, "step": 2, **{end: 3 for end in ENDS}}
+"""How far along a job is: ``wait_for`` returns once the job is at a state or past it."""
 
 
 @dataclass
@@ -33,7 +38,7 @@ class Update:
 class Job:
     """One submitted request: its updates, its result, and a ``cancel`` that makes it leave the batch."""
 
-    def __init__(self, key: int, request: GenerationRequest, scheduler: "Scheduler"):
+    def __init__(self, key: int, request: GenerationRequest, scheduler: "JobQueue"):
         self.key = key
         self.request = request
         self.steps: list[Step] = []
@@ -42,11 +47,12 @@ class Job:
         self.error: BaseException | None = None
         self.cancelled = False
         self.submitted_at = time.perf_counter()
+        self.state = "queued"
+        """How far the worker has taken the job: ``queued``, ``running``, ``step`` (a step was pushed), or an end."""
         self._scheduler = scheduler
         self._updates: queue.Queue[Update] = queue.Queue()
         self._done = threading.Event()
-        self._context: list[int] = []  # the worker's decoding context: prompt + top token of each step
-        self._texts: list[list[str]] = []  # the worker's decoded candidate texts, one list per step
+        self._moved = threading.Condition()
 
     @property
     def done(self) -> bool:
@@ -108,6 +114,19 @@ class Job:
         return Update(last.state, queue_position=last.queue_position, steps=[steps[k] for k in sorted(steps)],
                       result=last.result, error=last.error)
 
+    def wait_for(self, state: str, timeout: float | None = None) -> str:
+        """Block until the job is at ``state`` or past it (``queued`` < ``running`` < ``step`` < an end;
+        every end state counts as past the others, so ``wait_for("running")`` returns for a job that
+        failed while queued). Returns the job's state then. Raises TimeoutError when ``timeout`` seconds
+        pass first; unlike ``wait``, the job goes on."""
+        if state not in ORDER:
+            raise ValueError(f"state: must be one of {', '.join(ORDER)}, got {state!r}")
+        with self._moved:
+            if not self._moved.wait_for(lambda: ORDER[self.state] >= ORDER[state], timeout):
+                raise TimeoutError(f"job {self.key} did not reach {state!r} within {timeout:g} s "
+                                   f"(it is {self.state!r})")
+            return self.state
+
     def wait(self, timeout: float | None = None) -> GenerationResult:
         """Block until the result; re-raise the worker's error; TimeoutError cancels the job."""
         if not self._done.wait(timeout):
@@ -118,15 +137,35 @@ class Job:
         assert self.result is not None
         return self.result
 
-    # --- called by the worker ------------------------------------------------------------
-    def _push(self, update: Update) -> None:
-        self._updates.put(update)
+    # --- the worker's side: called by a scheduler --------------------------------------------
+    def queued(self, position: int) -> None:
+        """The job waits with ``position`` jobs ahead of it."""
+        self._push(Update("queued", queue_position=position))
 
-    def _finish(self, result: GenerationResult | None = None, error: BaseException | None = None) -> None:
+    def started(self) -> None:
+        """The job joined the batch (or its search began)."""
+        self._push(Update("running"))
+
+    def stepped(self, steps: list[Step]) -> None:
+        """New steps, and earlier ones whose candidates changed, in the result's shape."""
+        self._push(Update("step", steps=steps))
+
+    def finish(self, result: GenerationResult | None = None, error: BaseException | None = None) -> None:
+        """The end: a result (its ``stop_reason`` may be "cancelled"), an error, or neither (cancelled
+        before it ran). The end update carries the result's steps, so a stream ends on them even when
+        pruning changed a step after the last one streamed (a row that ends by EOS)."""
         self.result, self.error = result, error
         state = "error" if error is not None else ("cancelled" if self.cancelled else "done")
-        self._done.set()
-        self._push(Update(state, result=result, error=error))
+        self._push(Update(state, steps=list(result.steps) if result is not None else [], result=result, error=error))
+
+    def _push(self, update: Update) -> None:
+        with self._moved:
+            if ORDER[update.state] > ORDER[self.state]:
+                self.state = update.state
+            self._updates.put(update)  # before ``done``: a stream that sees the job done finds the end update
+            if update.state in ENDS:
+                self._done.set()
+            self._moved.notify_all()
 
 
 @dataclass
@@ -147,3 +186,63 @@ class Counters:
     @property
     def mean_batch_size(self) -> float:
         return self.rows_stepped / self.steps_run if self.steps_run else 0.0
+
+
+class JobQueue(ABC):
+    """What every scheduler offers its callers (the UI, ``gradio_client`` endpoints, REST): submit requests,
+    get ``Job``s; cancel; the queue's figures. ``Scheduler`` runs a worker thread over one batch;
+    ``DirectScheduler`` (ZeroGPU) runs each submit at once in the caller's thread."""
+
+    def __init__(self, engine: "Tempo", max_batch_size: int = 16):
+        self.engine = engine
+        self.max_batch_size = max_batch_size
+        self.counters = Counters()
+        self._keys = itertools.count()
+
+    def new_jobs(self, requests: list[GenerationRequest]) -> list[Job]:
+        """Jobs for ``requests``, each with a key of its own."""
+        return [Job(next(self._keys), r, self) for r in requests]
+
+    def submit(self, request: GenerationRequest) -> Job:
+        return self.submit_many([request])[0]
+
+    @abstractmethod
+    def submit_many(self, requests: list[GenerationRequest]) -> list[Job]:
+        """Queue requests together: they join the batch at the same step boundary."""
+
+    @abstractmethod
+    def cancel(self, job: Job) -> None:
+        """Make ``job`` leave the queue or the batch; no effect once it is done."""
+
+    @abstractmethod
+    def queue_position(self, job: Job) -> int | None:
+        """Jobs ahead of ``job`` in the queue; None once it runs."""
+
+    @property
+    @abstractmethod
+    def queue_depth(self) -> int:
+        """Requests waiting to join the batch."""
+
+    @property
+    @abstractmethod
+    def running(self) -> int:
+        """Rows in the batch now."""
+
+    @abstractmethod
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop taking requests; jobs still queued or running end cancelled."""
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "queue_depth": self.queue_depth,
+            "running": self.running,
+            "batches_run": c.batches_run,
+            "mean_batch_size": round(c.mean_batch_size, 3),
+            "max_batch_size_seen": c.max_batch_seen,
+            "steps_run": c.steps_run,
+            "requests_done": c.requests_done,
+            "requests_cancelled": c.requests_cancelled,
+            "requests_failed": c.requests_failed,
+            "max_batch_size": self.max_batch_size,
+        }

@@ -7,27 +7,25 @@
     result = job.result                  # the GenerationResult
 
 Every interface (Gradio events, ``gradio_client``, REST) submits here, so
-requests from many users share one batch: each step the worker takes the newly
-queued requests (``Batch.add``, up to ``max_batch_size`` rows), applies the
-cancels, advances every row one step (``Batch.step``) and pushes each row's new
-set to its own job. A cancelled job (Stop button, client gone, timeout) leaves
+requests from many users share one batch (``Tempo.new_batch``): each step the
+worker takes the newly queued requests (``Batch.add``, up to ``max_batch_size``
+rows), applies the cancels, advances every row one step (``Batch.step``) and
+pushes each row's new step to its own job (``Tempo.stream_steps``, built as the
+result is built). A cancelled job (Stop button, client gone, timeout) leaves
 the batch at the next boundary; the other rows' results do not change.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
-from typing import Any
 
-from tempo.engine.output import token_text
-from tempo.engine.row import Row, build_result, record_step
 from tempo.engine.batch import Batch
-from tempo.errors import RequestError
+from tempo.engine.row import Row
 from tempo.engine.runner import Tempo
-from tempo.serve.jobs import ENDS, Counters, Job, Update  # noqa: F401 (re-exported)
+from tempo.errors import RequestError
 from tempo.request import GenerationRequest
+from tempo.serve.jobs import ENDS, Counters, Job, JobQueue, Update  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +38,11 @@ class _Cancelled(Exception):
     """Raised from a solo search's step callback to stop it."""
 
 
-class Scheduler:
+class Scheduler(JobQueue):
     """A request queue in front of one ``Batch`` driven by one worker thread."""
 
     def __init__(self, engine: Tempo, max_batch_size: int = 16):
-        self.engine = engine
-        self.max_batch_size = max_batch_size
-        self.counters = Counters()
-        self._keys = itertools.count()
+        super().__init__(engine, max_batch_size)
         self._cond = threading.Condition()
         self._pending: list[Job] = []
         self._jobs: dict[int, Job] = {}
@@ -58,24 +53,19 @@ class Scheduler:
         self._thread.start()
 
     def _new_batch(self) -> Batch:
-        e = self.engine
-        return Batch(e.adapter, e.loaded.tokenizer, e.eos_ids, e.pad_id, on_step=self._on_step,
-                     prompt_cache=e.prompt_cache)
+        return self.engine.new_batch(on_step=self._on_step)
 
     # --- the callers' side ----------------------------------------------------------------
-    def submit(self, request: GenerationRequest) -> Job:
-        return self.submit_many([request])[0]
-
     def submit_many(self, requests: list[GenerationRequest]) -> list[Job]:
         """Queue requests together: they join the batch at the same step boundary."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("the scheduler is closed")
-            jobs = [Job(next(self._keys), r, self) for r in requests]
+            jobs = self.new_jobs(requests)
             for job in jobs:
                 self._jobs[job.key] = job
                 self._pending.append(job)
-                job._push(Update("queued", queue_position=len(self._pending) - 1))
+                job.queued(len(self._pending) - 1)
             self._cond.notify()
         return jobs
 
@@ -88,7 +78,7 @@ class Scheduler:
                 self._pending.remove(job)
                 self._jobs.pop(job.key, None)
                 self.counters.requests_cancelled += 1
-                job._finish()
+                job.finish()
                 return
             self._cancels.add(job.key)
             self._cond.notify()
@@ -111,21 +101,6 @@ class Scheduler:
         """Rows in the batch now."""
         return len(self._batch.rows)
 
-    def stats(self) -> dict[str, Any]:
-        c = self.counters
-        return {
-            "queue_depth": self.queue_depth,
-            "running": self.running,
-            "batches_run": c.batches_run,
-            "mean_batch_size": round(c.mean_batch_size, 3),
-            "max_batch_size_seen": c.max_batch_seen,
-            "steps_run": c.steps_run,
-            "requests_done": c.requests_done,
-            "requests_cancelled": c.requests_cancelled,
-            "requests_failed": c.requests_failed,
-            "max_batch_size": self.max_batch_size,
-        }
-
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker; jobs still queued or running end cancelled."""
         with self._cond:
@@ -146,7 +121,7 @@ class Scheduler:
                 self._run_alone(solo)
         for job in list(self._jobs.values()):
             job.cancelled = True
-            job._finish()
+            job.finish()
 
     def _tick(self, take_solo: bool) -> Job | None:
         """One step boundary: queued requests join (up to ``max_batch_size`` rows), cancels apply, every
@@ -164,7 +139,7 @@ class Scheduler:
             self._pending = waiting
             cancels, self._cancels = self._cancels, set()
             for position, job in enumerate(waiting):
-                job._push(Update("queued", queue_position=position))
+                job.queued(position)
         self._join(joining)
         for key in cancels:
             self._batch.cancel(key)
@@ -190,9 +165,8 @@ class Scheduler:
         self.counters.batches_run += was_empty
         log.debug("requests %s joined the batch (%d rows now; prompt tokens %s)", [j.key for j in jobs],
                   len(self._batch.rows), [len(row.prompt_ids) for row in rows])
-        for job, row in zip(jobs, rows):
-            job._context = list(row.prompt_ids)
-            job._push(Update("running"))
+        for job in jobs:
+            job.started()
 
     def _run_alone(self, job: Job) -> None:
         """A tree search (MCTS) on the worker: after each of its steps the batch runs for as long as that
@@ -200,7 +174,7 @@ class Scheduler:
         searched = [time.perf_counter()]
 
         def on_step(row: Row) -> None:  # equal time: the batch steps as long as the search's last step took
-            self._push_steps(job, row)
+            job.stepped(self.engine.stream_steps(row))
             if job.cancelled:
                 raise _Cancelled
             deadline = 2 * time.perf_counter() - searched[0]
@@ -209,14 +183,14 @@ class Scheduler:
                 self._tick(take_solo=False)
             searched[0] = time.perf_counter()
 
-        job._push(Update("running"))
+        job.started()
         log.debug("request %s (%s) runs alone, between the batch's steps", job.key, job.request.mode)
         try:
             result = self.engine.run([job.request], on_step=on_step)[0]
         except _Cancelled:
             self._jobs.pop(job.key, None)
             self.counters.requests_cancelled += 1
-            job._finish()
+            job.finish()
             return
         except Exception as exc:  # delivered to the caller, who raises it
             if not isinstance(exc, RequestError):
@@ -225,7 +199,7 @@ class Scheduler:
             return
         self._jobs.pop(job.key, None)
         self.counters.requests_done += 1
-        job._finish(result)
+        job.finish(result)
 
     def _step(self) -> None:
         rows = len(self._batch.rows)
@@ -242,7 +216,6 @@ class Scheduler:
         c.steps_run += 1
         c.rows_stepped += rows
         c.max_batch_seen = max(c.max_batch_seen, rows)
-        info = self.engine.loaded.info()
         for row in self._batch.finished:
             job = self._jobs.pop(row.key, None)
             if job is None:
@@ -253,34 +226,17 @@ class Scheduler:
                 c.requests_done += 1
             log.debug("request %s left the batch after %d steps (%s); %d rows stay", row.key, len(row.sets),
                       row.stop_reason, len(self._batch.rows))
-            job._finish(build_result(row, self.engine.loaded.tokenizer, info))
+            job.finish(self.engine.result(row))
         self._batch.finished.clear()
 
     def _on_step(self, row: Row) -> None:
         """Called by ``Batch.step`` after a row's new set."""
         job = self._jobs.get(row.key)
         if job is not None:
-            self._push_steps(job, row)
-
-    def _push_steps(self, job: Job, row: Row) -> None:
-        """Push the row's newest step (every step when pruning may have changed earlier ones).
-        Token texts are decoded once, when a step first appears."""
-        if not job._context:
-            job._context = list(row.prompt_ids)
-        tokenizer = self.engine.loaded.tokenizer
-        for record in row.sets[len(job._texts):]:
-            job._texts.append([token_text(tokenizer, job._context, t) for t in record.tokens])
-            kept = record.kept
-            if kept:
-                job._context.append(record.tokens[max(kept, key=lambda i: record.probs[i])])
-        pruning = getattr(row.request, "use_retroactive_pruning", False)
-        first = 0 if pruning else len(row.sets) - 1
-        steps = [record_step(s, record, job._texts[s], len(row.prompt_ids)) for s, record in enumerate(row.sets)
-                 if s >= first]
-        job._push(Update("step", steps=steps))
+            job.stepped(self.engine.stream_steps(row))
 
     def _fail(self, jobs: list[Job], exc: BaseException) -> None:
         for job in jobs:
             self._jobs.pop(job.key, None)
             self.counters.requests_failed += 1
-            job._finish(error=exc)
+            job.finish(error=exc)

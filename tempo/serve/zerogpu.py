@@ -11,7 +11,8 @@ from typing import Callable
 
 from tempo.engine.runner import Tempo
 from tempo.request import GenerationRequest
-from tempo.serve.scheduler import Counters, Job, Scheduler, Update
+from tempo.serve.jobs import Job, JobQueue
+from tempo.serve.scheduler import Scheduler
 
 
 def gpu_decorator() -> Callable[[Callable], Callable] | None:
@@ -23,29 +24,21 @@ def gpu_decorator() -> Callable[[Callable], Callable] | None:
     return spaces.GPU
 
 
-class DirectScheduler(Scheduler):
+class DirectScheduler(JobQueue):
     """No queue and no worker: ``submit_many`` runs its requests as one batch through ``Tempo.run``
     inside the GPU decorator and returns finished jobs (their stream is the final update)."""
 
     def __init__(self, engine: Tempo, gpu: Callable[[Callable], Callable], max_batch_size: int = 16):
-        import itertools
-        import threading
-
-        self.engine = engine
-        self.max_batch_size = max_batch_size
-        self.counters = Counters()
-        self._keys = itertools.count()
-        self._cond = threading.Condition()
-        self._pending, self._jobs, self._cancels = [], {}, set()
+        super().__init__(engine, max_batch_size)
         self._run = gpu(engine.run)
 
     def submit_many(self, requests: list[GenerationRequest]) -> list[Job]:
-        jobs = [Job(next(self._keys), r, self) for r in requests]
+        jobs = self.new_jobs(requests)
         try:
             results = self._run(requests)
         except Exception as exc:  # delivered to each caller, who raises it
             for job in jobs:
-                job._finish(error=exc)
+                job.finish(error=exc)
             self.counters.requests_failed += len(jobs)
             return jobs
         c = self.counters
@@ -54,24 +47,31 @@ class DirectScheduler(Scheduler):
         c.steps_run += max((len(r.steps) for r in results), default=0)
         c.rows_stepped += sum(len(r.steps) for r in results)
         for job, result in zip(jobs, results):
-            job._push(Update("step", steps=result.steps))
-            job._finish(result)
+            job.stepped(result.steps)
+            job.finish(result)
         return jobs
+
+    def cancel(self, job: Job) -> None:
+        """Nothing to cancel: a job is finished when ``submit`` returns."""
+
+    def queue_position(self, job: Job) -> int | None:
+        return None
+
+    @property
+    def queue_depth(self) -> int:
+        return 0
 
     @property
     def running(self) -> int:
         return 0
 
-    def cancel(self, job: Job) -> None:
-        """Nothing to cancel: a job is finished when ``submit`` returns."""
-
     def close(self, timeout: float = 5.0) -> None:
         """No worker to stop."""
 
 
-def make_scheduler(engine: Tempo, max_batch_size: int = 16) -> Scheduler:
+def make_scheduler(engine: Tempo, max_batch_size: int = 16) -> JobQueue:
+    """The batch queue, or on a ZeroGPU Space the direct runs; both offer ``JobQueue``'s surface."""
     gpu = gpu_decorator()
     if gpu is None:
         return Scheduler(engine, max_batch_size=max_batch_size)
     return DirectScheduler(engine, gpu, max_batch_size=max_batch_size)
-

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tempo.engine.output import bracketed_text, format_set
+from tempo.engine.output import bracketed_text, clean_text, format_set
 from tempo.result import KEPT, PRUNED, GenerationResult, Step
 
 if TYPE_CHECKING:
@@ -49,10 +49,9 @@ def step_spans(step: Step) -> list[tuple[str, str | None]]:
         return [(struck(format_set([c.text for c in step.candidates])), REMOVED_LABEL)]
     if len(shown) == 1:
         return [(shown[0].text, UNATTENDED if step.unattended else None)]
-    texts = [c.text if c.status == KEPT else struck(c.text) for c in shown]
-    lead = " " if all(t.startswith(" ") for t in texts) else ""
+    texts = [c.text if c.status == KEPT else struck(c.text) for c in shown]  # a struck text keeps its spaces
     label = UNATTENDED if step.unattended else (SET if len(kept) > 1 else PRUNED)
-    return [(lead + "[" + "/".join(t[len(lead):] for t in texts) + "]", label)]
+    return [(format_set(texts), label)]
 
 
 def highlighted_spans(prompt: str, steps: list[Step]) -> list[tuple[str, str | None]]:
@@ -69,8 +68,7 @@ def highlighted_spans(prompt: str, steps: list[Step]) -> list[tuple[str, str | N
 
 def streamed_texts(prompt: str, steps: list[Step]) -> tuple[str, str]:
     """The bracketed and the clean text of the steps so far."""
-    clean = "".join(s.kept[0].text for s in steps if s.kept)  # sets are ordered best first
-    return prompt + bracketed_text(steps), prompt + clean
+    return prompt + bracketed_text(steps), prompt + clean_text(steps)
 
 
 def candidates_table(result: GenerationResult) -> "pd.DataFrame":

@@ -1,24 +1,28 @@
-import sys
-from pathlib import Path
+import os
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from tiny_models import save_tiny  # noqa: E402
+from helpers import save_tiny
 
 MODEL_KINDS = ["llama", "qwen2"]
 
 
 @pytest.fixture(autouse=True)
 def tempo_logger_restored():
-    """A test that configures logging (the CLI's main does) leaves the ``tempo`` logger as it found it,
-    so later tests' caplog still sees its records."""
+    """A test that configures logging (the CLI's main does) leaves the ``tempo`` logger as it found it (its
+    handlers, level and propagation, and the levels of the per-module debug loggers), so later tests' caplog
+    still sees its records."""
     import logging
+
+    from tempo.settings.logs import MODULE_LOGGERS
 
     logger = logging.getLogger("tempo")
     handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    names = {name for loggers in MODULE_LOGGERS.values() for name in loggers}
+    levels = {name: logging.getLogger(name).level for name in names}
     yield
+    for name, module_level in levels.items():
+        logging.getLogger(name).setLevel(module_level)
     for handler in logger.handlers[:]:
         if handler not in handlers:
             logger.removeHandler(handler)
@@ -28,6 +32,15 @@ def tempo_logger_restored():
             logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = propagate
+
+
+@pytest.fixture
+def clean_tempo_env(monkeypatch):
+    """No ``TEMPO_*`` variable of the caller's shell leaks into the test (modules that read the settings use it
+    with ``pytestmark = pytest.mark.usefixtures("clean_tempo_env")``)."""
+    for name in list(os.environ):
+        if name.startswith("TEMPO_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""TEMPO on tiny random models of many architectures (tests/tiny_architectures.py): greedy equivalence with
+"""TEMPO on tiny random models of many architectures (tests/helpers.py): greedy equivalence with
 ``model.generate`` (TEMPO_SPEC invariant 1), candidate isolation, sliding windows by position, tree search,
 and the refusal of state-space hybrids."""
 
@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from tempo.engine.mcts import MctsSearch
 from tempo.engine.batch import Batch
 from tempo.errors import ModelLoadError
-from tiny_architectures import REFUSED, SUPPORTED, WINDOW, save_tiny
+from helpers import REFUSED, SUPPORTED, WINDOW, last_logits, save_tiny, spy_distributions
+
+pytestmark = pytest.mark.slow  # builds and runs a tiny model of every architecture
 
 PROMPTS = ["the cat sat on the", "a big red dog ran to the house and the bird"]
 
@@ -49,11 +50,6 @@ def test_greedy_equivalence_with_hf_generate(arch_engines, kind):
         ours = [s.candidates[0].token_id for s in result.steps]
         assert ours == hf_greedy(engine, prompt, 14, min_new=10)
         assert len(ours) >= 10 > WINDOW
-
-
-def last_logits(engine, ids):
-    with torch.no_grad():
-        return engine.loaded.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
 
 
 @pytest.mark.parametrize("kind", SUPPORTED)
@@ -112,14 +108,7 @@ def test_sliding_window_counts_a_set_as_one_position(arch_engines):
 def test_tree_search_distributions_match_a_plain_forward(arch_engines, kind, monkeypatch):
     """MCTS repeats, selects and crops the cache (sliding-window positions travel with it)."""
     engine = arch_engines[kind]
-    seen = []
-    original = MctsSearch._distribution
-
-    def spy(self, logits, path, depth):
-        seen.append((list(self.context), list(path), logits.clone()))
-        return original(self, logits, path, depth)
-
-    monkeypatch.setattr(MctsSearch, "_distribution", spy)
+    seen = spy_distributions(monkeypatch)
     engine.generate(PROMPTS[1], mode="mcts", max_tokens=3, mcts_simulations=4, mcts_depth=2, mcts_batch=2,
                     temperature=1.0, seed=5)
     assert len(seen) > 4 and any(len(path) >= 2 for _, path, _ in seen)

@@ -1,17 +1,12 @@
 """Bad input gets one clear error naming the field and the allowed range: Python API and CLI."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tempo.errors import ModelLoadError, RequestError
 from tempo.models.loading import load_model
 from tempo.request import build_request
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import run_cli
 
 BAD = [
     ({"prompt": ""}, "prompt", "non-empty"),
@@ -68,12 +63,8 @@ def test_missing_and_broken_model_paths(tmp_path):
         load_model(str(empty), local_files_only=True)
 
 
-def cli(*args, env=None):
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "tempo", *args], capture_output=True, text=True, cwd=ROOT,
-                          env=environment, timeout=120)
-
-
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("args,field", [
     (["--prompt", "the cat", "--selection-threshold", "2"], "selection_threshold"),
     (["--prompt", "", "--max-tokens", "3"], "prompt"),
@@ -81,30 +72,35 @@ def cli(*args, env=None):
     (["--prompt", "the cat", "--max-tokens", "100000"], "max_tokens"),
 ])
 def test_cli_bad_request_is_one_line_and_nonzero(tiny_model_dir, args, field):
-    done = cli("generate", "--model", str(tiny_model_dir["llama"]), *args)
+    done = run_cli("generate", "--model", str(tiny_model_dir["llama"]), *args)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}:") and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_bad_choice_and_bad_model(tmp_path):
-    done = cli("generate", "--prompt", "x", "--next-logits-mode", "average")
+    done = run_cli("generate", "--prompt", "x", "--next-logits-mode", "average")
     assert done.returncode == 2 and "invalid choice: 'average'" in done.stderr and "Traceback" not in done.stderr
-    done = cli("generate", "--prompt", "x", "--model", str(tmp_path / "missing"))
+    done = run_cli("generate", "--prompt", "x", "--model", str(tmp_path / "missing"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == f"error: could not load model '{tmp_path / 'missing'}': no such folder"
 
 
+@pytest.mark.subprocess
 def test_cli_bad_setting_in_environment():
-    done = cli("generate", "--prompt", "x", env={"TEMPO_GENERATION__TOP_P": "3"})
+    done = run_cli("generate", "--prompt", "x", env={"TEMPO_GENERATION__TOP_P": "3"})
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == "error: invalid setting: generation.top_p must be in [0.0, 1.0], got 3"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_json_batch_from_prompts_file(tiny_model_dir, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("the cat sat\n\na big red dog\n")
-    done = cli("generate", "--model", str(tiny_model_dir["qwen2"]), "--prompts-file", str(prompts), "--json",
+    done = run_cli("generate", "--model", str(tiny_model_dir["qwen2"]), "--prompts-file", str(prompts), "--json",
                "--max-tokens", "5", "--selection-threshold", "0.05", "--temperature", "1.0")
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines()]
@@ -113,12 +109,14 @@ def test_cli_json_batch_from_prompts_file(tiny_model_dir, tmp_path):
     assert any(len(s["candidates"]) > 1 for r in results for s in r["steps"])
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_text_output_and_default_mode(tiny_model_dir):
-    done = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", "the cat sat", "--max-tokens", "6",
+    done = run_cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", "the cat sat", "--max-tokens", "6",
                "--selection-threshold", "0.05")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("the cat sat") and "[" in done.stdout and "\033[" not in done.stdout
-    done = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", "the cat sat", "--max-tokens", "6",
+    done = run_cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", "the cat sat", "--max-tokens", "6",
                "--default-mode", "--seed", "3", "--json")
     result = json.loads(done.stdout)
     assert result["mode"] == "default" and all(len(s["candidates"]) == 1 for s in result["steps"])

@@ -1,20 +1,7 @@
 """Rows join a running batch at a step boundary and leave when cancelled, without changing the others."""
-import torch
-from torch.testing import assert_close
-
 from tempo.engine.row import build_result
 from tempo.engine.batch import Batch
-
-
-def alone(engine, request):
-    return engine.run([request])[0]
-
-
-def same(result, reference):
-    assert [[c.token_id for c in s.candidates] for s in result.steps] == \
-        [[c.token_id for c in s.candidates] for s in reference.steps]
-    assert_close(torch.tensor([c.probability for s in result.steps for c in s.candidates]),
-                 torch.tensor([c.probability for s in reference.steps for c in s.candidates]), atol=1e-4, rtol=0)
+from helpers import alone, same
 
 
 def test_a_request_joins_a_running_batch(engine):

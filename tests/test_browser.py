@@ -10,7 +10,8 @@ from tempo.engine.runner import Tempo
 from tempo.models.loading import load_model
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (tests/run.sh installs it)")
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (tests/run.sh installs it)")]
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,11 @@
 """``python -m tempo config``: --show (values, sources, masked secrets), --validate (every error), --migrate."""
 import json
-import os
-import subprocess
-import sys
 import tomllib
 
 import pytest
 
 from tempo.cli.config import main
+from helpers import run_cli
 
 V1 = {
     "model": {"model_id": "assets/models/tempo-tiny-code", "device": None, "use_rope_modification": True},
@@ -18,11 +16,7 @@ V1 = {
 }
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("TEMPO_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_tempo_env")  # no TEMPO_ variable of the caller's shell
 
 
 def test_validate_ok(capsys):
@@ -132,9 +126,9 @@ def test_migrate_missing_file_is_a_usage_error(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: --migrate: cannot read")
 
 
+@pytest.mark.subprocess
 def test_python_m_tempo_config():
-    done = subprocess.run([sys.executable, "-m", "tempo", "config", "--validate"], capture_output=True, text=True,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("TEMPO_")})
+    done = run_cli("config", "--validate", clean=True)
     assert done.returncode == 0 and "settings OK" in done.stdout, done.stderr
 
 

@@ -5,22 +5,9 @@ import torch
 from torch.testing import assert_close
 
 from tempo.engine.batch import Batch
+from helpers import alone, last_logits, same, tokens
 
 PROMPTS = ["the cat sat on the", "a big red dog ran to the house and", "bird"]
-
-
-def tokens(result):
-    return [[c.token_id for c in step.candidates] for step in result.steps]
-
-
-def probabilities(result):
-    return [[c.probability for c in step.candidates] for step in result.steps]
-
-
-def last_logits(engine, ids):
-    """Plain Hugging Face forward over ``ids`` alone: the last row's logits."""
-    with torch.no_grad():
-        return engine.loaded.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
 
 
 @pytest.mark.parametrize("setting", [{"selection_threshold": 0.6}, {"max_parallel_tokens": 1},
@@ -136,11 +123,7 @@ def test_batch_independence_different_lengths_and_settings(engine):
     together = engine.run(requests)
     assert len({len(r.steps) for r in together}) > 1  # rows left the batch at different steps
     for request, batched in zip(requests, together):
-        alone = engine.run([request])[0]
-        assert tokens(batched) == tokens(alone)
-        assert_close(torch.tensor(sum(probabilities(batched), [])), torch.tensor(sum(probabilities(alone), [])),
-                     atol=1e-4, rtol=0)
-        assert batched.text == alone.text
+        same(batched, alone(engine, request))
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])

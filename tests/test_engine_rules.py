@@ -69,7 +69,7 @@ def test_thinking_mode_uses_the_chat_template(engines):
 
 
 def test_thinking_without_a_template_is_plain(caplog):
-    from tiny_models import build_tokenizer
+    from helpers import build_tokenizer
 
     tok = build_tokenizer(chat_template=False)
     ids = encode_prompt(tok, GenerationRequest(prompt="the cat", enable_thinking=True))

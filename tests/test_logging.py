@@ -3,8 +3,6 @@
 import json
 import logging
 import pstats
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,8 +12,8 @@ from tempo.settings.loader import load_settings
 from tempo.errors import SettingsError
 from tempo.settings.logs import LOG_FILE, MODULE_LOGGERS, ROOT, configure_logging
 from tempo.models.loading import load_model
+from helpers import run_cli
 
-ROOT_DIR = Path(__file__).resolve().parent.parent
 PROMPT = "the cat sat on the"
 SETS = {"selection_threshold": 0.05, "temperature": 1.0, "max_tokens": 8, "min_steps": 8}
 """Requests whose sets often hold several tokens, so pruning has sets to judge."""
@@ -33,26 +31,6 @@ class Records(logging.Handler):
 
     def debug_loggers(self) -> set[str]:
         return {r.name for r in self.records if r.levelno == logging.DEBUG}
-
-
-@pytest.fixture(autouse=True)
-def restore_logging():
-    """Each test configures logging its own way; afterwards the ``tempo`` loggers are as before."""
-    logger = logging.getLogger(ROOT)
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    names = {name for loggers in MODULE_LOGGERS.values() for name in loggers}
-    levels = {name: logging.getLogger(name).level for name in names}
-    yield
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        if handler not in saved[0]:
-            handler.close()
-    for handler in saved[0]:
-        logger.addHandler(handler)
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
 
 
 def configure(monkeypatch, debug_mode=False, **env) -> Records:
@@ -107,6 +85,7 @@ def test_console_lines_follow_the_current_stderr(monkeypatch, capsys):
     assert " - tempo.test - INFO - to stderr" in err and "not at INFO" not in err
 
 
+@pytest.mark.slow
 def test_no_switch_no_debug_lines(monkeypatch, engines):
     records = configure(monkeypatch)
     engines["llama"].generate(PROMPT, use_retroactive_pruning=True, **SETS)
@@ -114,6 +93,7 @@ def test_no_switch_no_debug_lines(monkeypatch, engines):
     assert logging.getLogger(ROOT).level == logging.INFO
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("switch,expected", [
     ("retroactive_pruner", {"tempo.engine.pruning"}),
     ("token_selector", {"tempo.engine.sampling"}),
@@ -129,6 +109,7 @@ def test_a_module_switch_turns_on_exactly_that_modules_debug_lines(monkeypatch, 
         assert any("judges tokens" in r.getMessage() for r in records.records)
 
 
+@pytest.mark.slow
 def test_global_debug_turns_on_every_module(monkeypatch, engines, tiny_model_dir):
     records = configure(monkeypatch, DEBUG__GLOBAL_DEBUG="true")
     load_model(str(tiny_model_dir["llama"]))
@@ -206,14 +187,6 @@ def test_device_choice_is_logged(monkeypatch, tiny_model_dir):
 # --- the command line -------------------------------------------------------------------------------------
 
 
-def cli(*args, env=None):
-    import os
-
-    full = {**os.environ, "TEMPO_LOGGING__ENABLE_FILE_LOGGING": "false", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "tempo", *args], capture_output=True, text=True, cwd=ROOT_DIR,
-                          timeout=300, env=full)
-
-
 def test_dry_run_loads_the_model_and_generates_nothing(monkeypatch, tiny_model_dir, capsys):
     from tempo.cli.main import main
     from tempo.engine.adapter import ModelAdapter
@@ -230,34 +203,40 @@ def test_dry_run_loads_the_model_and_generates_nothing(monkeypatch, tiny_model_d
     assert calls == []  # no forward: nothing was generated
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_dry_run_still_rejects_bad_requests_and_other_commands(tiny_model_dir):
-    done = cli("--dry-run", "generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT,
+    done = run_cli("--dry-run", "generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT,
                "--selection-threshold", "2")
     assert done.returncode == 2 and "selection_threshold" in done.stderr and done.stdout == ""
-    done = cli("--dry-run", "generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT,
+    done = run_cli("--dry-run", "generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT,
                "--use-retroactive-pruning", "--num-layers-to-use", "3")  # a rule that needs the model: 2 layers
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines()[-1] == \
         "error: num_layers_to_use: must be in [0, 2] for this model (0 = all 2 layers), got 3"
-    done = cli("--dry-run", "train")
+    done = run_cli("--dry-run", "train")
     assert done.returncode == 2 and done.stderr.strip().startswith("error: --dry-run: the train command")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_debug_mode_flag_writes_debug_lines_to_stderr(tiny_model_dir):
-    done = cli("--debug-mode", "generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT,
+    done = run_cli("--debug-mode", "generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT,
                "--max-tokens", "3", "--min-steps", "3", "--json")
     assert done.returncode == 0, done.stderr
     debug = [line for line in done.stderr.splitlines() if " - DEBUG - " in line]
     assert any(" - tempo.engine.sampling - " in line for line in debug)
     assert any(" - tempo.cli - DEBUG - request 0 validated" in line for line in debug)
     assert len(json.loads(done.stdout)["steps"]) == 3
-    quiet = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--max-tokens", "3")
+    quiet = run_cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--max-tokens", "3")
     assert " - DEBUG - " not in quiet.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_profile_writes_readable_stats(tiny_model_dir, tmp_path):
     out = tmp_path / "run.prof"
-    done = cli("--profile", "--profile-output", str(out), "generate", "--model", str(tiny_model_dir["llama"]),
+    done = run_cli("--profile", "--profile-output", str(out), "generate", "--model", str(tiny_model_dir["llama"]),
                "--prompt", PROMPT, "--max-tokens", "3")
     assert done.returncode == 0, done.stderr
     assert f"profile of generate written to {out}" in done.stderr
@@ -265,10 +244,12 @@ def test_profile_writes_readable_stats(tiny_model_dir, tmp_path):
     assert ("generate.py", "run_generate") in functions and ("runner.py", "run") in functions
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_profiling_setting_writes_to_profile_output_dir(tiny_model_dir, tmp_path):
     folder = tmp_path / "profiles"
     start = time.time()
-    done = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--max-tokens", "2",
+    done = run_cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--max-tokens", "2",
                env={"TEMPO_PERFORMANCE__ENABLE_PROFILING": "true", "TEMPO_PERFORMANCE__PROFILE_OUTPUT_DIR": str(folder)})
     assert done.returncode == 0, done.stderr
     written = list(folder.glob("tempo-generate-*.prof"))

@@ -8,6 +8,7 @@ from tempo.engine.mcts import MctsSearch, puct
 from tempo.errors import RequestError
 from tempo.engine.runner import Tempo
 from tempo.models.loading import load_model
+from helpers import last_logits, run_cli, spy_distributions
 
 PROMPT = "the cat sat on the"
 EXACT = dict(temperature=1.0, top_k=0, top_p=1.0, selection_threshold=0.0)
@@ -113,6 +114,7 @@ def test_one_simulation_depth_zero_is_greedy(engine):
     assert [s.candidates[0].token_id for s in result.steps] == hf
 
 
+@pytest.mark.slow
 def test_prompt_prefilled_once_and_forward_budget(engine, monkeypatch):
     calls = []
     original = engine.adapter.forward
@@ -136,6 +138,7 @@ def test_prompt_prefilled_once_and_forward_budget(engine, monkeypatch):
     assert result.mode == "mcts" and result.clean_text == "".join(s.candidates[0].text for s in result.steps)
 
 
+@pytest.mark.slow
 def test_determinism_with_seed(engine):
     settings = dict(mode="mcts", max_tokens=6, temperature=1.2, mcts_simulations=8, mcts_depth=3)
     runs = [engine.generate(PROMPT, seed=seed, **settings) for seed in (1, 1, 2, 3, 4)]
@@ -181,12 +184,12 @@ def test_compare_runs_every_mode(engine):
     assert results["tempo"].text == engine.generate(PROMPT, max_tokens=6, selection_threshold=0.05).text
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_use_mcts_and_compare(tiny_model_dir):
     import json
 
-    from test_bad_input import cli
-
-    done = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--json", "--use-mcts",
+    done = run_cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--json", "--use-mcts",
                "--max-tokens", "3", "--mcts-simulations", "4", "--mcts-c-puct", "2", "--mcts-depth", "1",
                "--mcts-expand", "3")
     assert done.returncode == 0, done.stderr
@@ -195,37 +198,30 @@ def test_cli_use_mcts_and_compare(tiny_model_dir):
     assert result["settings"] | {"mcts_simulations": 4, "mcts_c_puct": 2.0, "mcts_depth": 1,
                                  "mcts_expand": 3} == result["settings"]
     assert all(sum(c["visits"] for c in s["candidates"]) <= 4 for s in result["steps"])
-    done = cli("compare", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--max-tokens", "3",
+    done = run_cli("compare", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--max-tokens", "3",
                "--mcts-simulations", "2", "--json")
     assert done.returncode == 0, done.stderr
     assert list(json.loads(done.stdout)) == ["tempo", "tempo_pruning", "mcts", "default"]
-    done = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--use-mcts",
+    done = run_cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--use-mcts",
                "--mcts-simulations", "0")
     assert done.returncode == 2 and done.stderr.strip() == \
         "error: mcts_simulations: must be an integer in [1, 1000], got 0"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 4])
 def test_every_evaluated_distribution_matches_a_plain_forward(engine, batch, monkeypatch):
     """Waves evaluate right-padded paths and rollouts together: each row's logits must equal a plain
     forward over the context and that row's tokens alone."""
-    seen = []
-    original = MctsSearch._distribution
-
-    def spy(self, logits, path, depth):
-        seen.append((list(self.context), list(path), logits.clone()))
-        return original(self, logits, path, depth)
-
-    monkeypatch.setattr(MctsSearch, "_distribution", spy)
+    seen = spy_distributions(monkeypatch)
     engine.generate(PROMPT, mode="mcts", max_tokens=3, mcts_simulations=8, mcts_depth=3, mcts_batch=batch,
                     temperature=1.0, seed=5)
     assert len(seen) > 8 and any(len(path) >= 2 for _, path, _ in seen)
     for context, path, logits in seen:
-        with torch.no_grad():
-            expected = engine.loaded.model(input_ids=torch.tensor([context + path])).logits[0, -1].float()
-        torch.testing.assert_close(logits, expected, atol=1e-4, rtol=0)
+        torch.testing.assert_close(logits, last_logits(engine, context + path), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_waves_cut_forward_calls_and_stay_deterministic(engine, monkeypatch):
     calls = []
     original = engine.adapter.forward

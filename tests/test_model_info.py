@@ -10,7 +10,7 @@ from tempo.cli.main import main
 from tempo.engine import layout
 from tempo.engine.adapter import ModelAdapter
 from tempo.models.info import ModelInspectionError, allocated_cache_bytes, describe, inspect_model
-from tiny_architectures import EXPECTED, KINDS, SUPPORTED, WINDOW, build_model, config, save_tiny
+from helpers import EXPECTED, KINDS, SUPPORTED, WINDOW, build_model, config, save_tiny
 
 VOCAB = 48
 SHIPPED = "assets/models/tempo-tiny-code"

@@ -11,6 +11,7 @@ from tempo.engine.row import SetRecord
 from tempo.engine.batch import Batch
 from tempo.errors import RequestError
 from tempo.request import GenerationRequest
+from helpers import run_cli
 
 PROMPT = "the cat sat on the"
 PRUNE = dict(use_retroactive_pruning=True, selection_threshold=0.05)
@@ -235,12 +236,12 @@ def test_pruning_off_reads_no_attention(engine):
     assert batch.attention == {}
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_pruning_flags_reach_the_request(tiny_model_dir):
     import json
 
-    from test_bad_input import cli
-
-    done = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--json", "--max-tokens", "6",
+    done = run_cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--json", "--max-tokens", "6",
                "--selection-threshold", "0.05", "--use-retroactive-pruning", "--attention-threshold", "0.2",
                "--relative-threshold", "0.3", "--no-relative-attention", "--no-multi-scale-attention",
                "--num-layers-to-use", "2", "--no-sigmoid-threshold", "--sigmoid-steepness", "5",
@@ -255,7 +256,7 @@ def test_cli_pruning_flags_reach_the_request(tiny_model_dir):
         "preserve_isolated_tokens": False, "dynamic_threshold": True, "use_relu": True, "final_threshold": 0.9,
         "bezier_p1": 0.1, "relu_activation_point": 0.4, "soft_pruning": False,
     } == settings
-    done = cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--use-retroactive-pruning",
+    done = run_cli("generate", "--model", str(tiny_model_dir["llama"]), "--prompt", PROMPT, "--use-retroactive-pruning",
                "--relative-threshold", "1.5")
     assert done.returncode == 2 and done.stderr.strip() == "error: relative_threshold: must be in [0.0, 1.0], got 1.5"
 

@@ -21,10 +21,13 @@ def _ppl(loss: float | None) -> str:
 
 
 def model_card(config: TrainConfig, summary: dict[str, Any], meta: dict[str, Any]) -> str:
-    minutes = summary["train_seconds"] / 60
-    val, unigram = summary.get("val_loss"), meta.get("unigram_val_loss")
-    history = "\n".join(f"| {h['step']} | {h['train_loss']:.4f} | {h['val_loss']:.4f} | {h['lr']:.2e} | "
-                        f"{h['tokens_per_s']} |" for h in summary.get("history", []))
+    """The card's Markdown: front matter and introduction, then its sections."""
+    return "\n".join([_intro(config), _model_section(config, summary, meta), _data_section(meta),
+                      _training_section(config, summary, meta), _results_section(summary, meta),
+                      _reproduce_section(config)])
+
+
+def _intro(config: TrainConfig) -> str:
     return f"""---
 library_name: transformers
 pipeline_tag: text-generation
@@ -37,8 +40,11 @@ A small causal language model for Python code, trained from scratch by TEMPO's o
 (`python -m tempo train`) so that TEMPO has a model that works offline. It writes Python-looking code
 and hesitates often, which makes TEMPO's parallel token sets easy to see. It is far too small to write
 *correct* code.
+"""
 
-## Model
+
+def _model_section(config: TrainConfig, summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    return f"""## Model
 
 | | |
 |---|---|
@@ -47,15 +53,24 @@ and hesitates often, which makes TEMPO's parallel token sets easy to see. It is 
 | d_model / n_layers / n_heads / d_ff | {config.d_model} / {config.n_layers} / {config.n_heads} / {config.d_ff} |
 | context (max_seq_len) | {config.max_seq_len} tokens |
 | tokenizer | byte-level BPE, {meta['vocab_size']} tokens, special tokens `<pad> <unk> <bos> <eos> <sep>` … |
+"""
 
-## Data
+
+def _data_section(meta: dict[str, Any]) -> str:
+    return f"""## Data
 
 {meta['corpus']} of Python {meta['python']} (`{', '.join(meta['file_patterns'])}`, without the folders
 {', '.join(f'`{d}`' for d in meta['exclude_dirs'])}), split by file: {len(meta['train_files'])} training files,
 {len(meta['val_files'])} validation files. {meta['train_tokens']:,} training tokens and {meta['val_tokens']:,}
 validation tokens in sequences of {meta['seq_length']} ({meta['bytes_per_token']} bytes a token).
+"""
 
-## Training
+
+def _training_section(config: TrainConfig, summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    minutes = summary["train_seconds"] / 60
+    history = "\n".join(f"| {h['step']} | {h['train_loss']:.4f} | {h['val_loss']:.4f} | {h['lr']:.2e} | "
+                        f"{h['tokens_per_s']} |" for h in summary.get("history", []))
+    return f"""## Training
 
 {summary['steps']} optimizer steps of {config.batch_size} x {config.grad_accumulation_steps} sequences
 ({summary['tokens_seen']:,} tokens, {summary['tokens_seen'] / max(1, meta['train_tokens']):.2f} epochs) in
@@ -68,15 +83,22 @@ loss is measured on {config.eval_batches * config.batch_size} sequences spread o
 | step | train loss (moving average) | val loss (sample) | lr | tokens/s |
 |---|---|---|---|---|
 {history}
+"""
 
-## Results
+
+def _results_section(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    val, unigram = summary.get("val_loss"), meta.get("unigram_val_loss")
+    return f"""## Results
 
 | on all {meta['val_tokens']:,} validation tokens | loss (nats/token) | perplexity |
 |---|---|---|
 | this model | {_fmt(val)} | {_ppl(val)} |
 | unigram baseline (training token frequencies) | {_fmt(unigram)} | {_ppl(unigram)} |
+"""
 
-## Reproduce
+
+def _reproduce_section(config: TrainConfig) -> str:
+    return f"""## Reproduce
 
 ```bash
 python -m tempo train prepare --config {config.output_dir}/training_config.yaml

@@ -1,4 +1,5 @@
-"""The training loop: a flat loop over small helpers (``get_lr``, ``estimate_loss``, ``save_checkpoint``).
+"""The training loop: ``train`` drives a ``Run`` (prepare, loop of steps, evaluations and checkpoints, finish)
+over small helpers (``get_lr``, ``estimate_loss``, ``save_checkpoint``).
 
 A checkpoint carries the model and optimizer state, the model keys of the
 config, the step, the best validation loss and the time spent, so ``resume``
@@ -174,103 +175,143 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     ids = {"pad": data.tokenizer.pad_token_id, "bos": data.tokenizer.bos_token_id, "eos": data.tokenizer.eos_token_id}
     total_steps = epochs_to_steps(len(data.train), config)
     checkpoint_path = config.path("checkpoint_dir") / CHECKPOINT_FILE
-    state = TrainState()
-    checkpoint = None
+    state, checkpoint = resume_state(config, checkpoint_path)
+    run = Run(config, data, device, total_steps, checkpoint_path, state, vocab_size)
+    run.prepare(ids, checkpoint)
+    log.info("%s (%s), %.2fM parameters, %d steps of %d tokens, device %s, %d threads", config.model_name,
+             architecture(config), run.n_params / 1e6, total_steps, run.tokens_per_step, device,
+             torch.get_num_threads())
+    run.loop(progress)
+    summary = run.finish()
+    save_model(run.model, data, config, summary)
+    return summary
+
+
+def resume_state(config: TrainConfig, checkpoint_path: Path) -> tuple[TrainState, dict[str, Any] | None]:
+    """The state and checkpoint to continue from (``resume`` with a checkpoint), else a fresh state."""
     if config.resume and checkpoint_path.exists():
         checkpoint = load_checkpoint(checkpoint_path)
         check_resumable(checkpoint, config)
         state = TrainState(**checkpoint["state"])
         log.info("resuming from %s at step %d", checkpoint_path, state.step)
-    elif config.resume:
+        return state, checkpoint
+    if config.resume:
         log.warning("resume: no checkpoint at %s, starting from step 0", checkpoint_path)
+    return TrainState(), None
 
-    model = initial_model(config, vocab_size, ids, checkpoint)
-    model.to(device).train()
-    if config.gradient_checkpointing:
-        enable_activation_checkpointing(model)
-    optimizer = make_optimizer(model, config)
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-    forward = torch.compile(model) if config.use_compile else model
-    autocast, amp_dtype = autocast_context(config, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
 
-    n_params = count_parameters(model)
-    tokens_per_step = config.batch_size * config.grad_accumulation_steps * data.train.shape[1]
-    log.info("%s (%s), %.2fM parameters, %d steps of %d tokens, device %s, %d threads", config.model_name,
-             architecture(config), n_params / 1e6, total_steps, tokens_per_step, device, torch.get_num_threads())
-    bar = _progress_bar(total_steps, state.step, progress)
-    banked_s, run_start, run_start_step = state.elapsed_s, time.time(), state.step
-    run_tokens, eval_s = 0, 0.0  # tokens/s counts training time only, not validation
-    loss_ema = state.train_loss
-    while state.step < total_steps:
-        lr = get_lr(state.step, config, total_steps)
+class Run:
+    """One call of ``train``: the model, its optimizer and the clocks, stepped until ``total_steps``."""
+
+    def __init__(self, config: TrainConfig, data: PreparedData, device: torch.device, total_steps: int,
+                 checkpoint_path: Path, state: TrainState, vocab_size: int):
+        self.config, self.data, self.device, self.total_steps = config, data, device, total_steps
+        self.checkpoint_path, self.state, self.vocab_size = checkpoint_path, state, vocab_size
+        self.tokens_per_step = config.batch_size * config.grad_accumulation_steps * data.train.shape[1]
+        self.banked_s, self.run_start, self.run_start_step = state.elapsed_s, time.time(), state.step
+        self.run_tokens, self.eval_s = 0, 0.0  # tokens/s counts training time only, not validation
+
+    def prepare(self, ids: dict[str, int], checkpoint: dict[str, Any] | None) -> None:
+        """The model on its device, the optimizer (with the checkpoint's state), compile and mixed precision."""
+        config = self.config
+        model = self.model = initial_model(config, self.vocab_size, ids, checkpoint)
+        model.to(self.device).train()
+        if config.gradient_checkpointing:
+            enable_activation_checkpointing(model)
+        self.optimizer = make_optimizer(model, config)
+        if checkpoint is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.forward = torch.compile(model) if config.use_compile else model
+        self.autocast, amp_dtype = autocast_context(config, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype is torch.float16)
+        self.n_params = count_parameters(model)
+
+    def loop(self, progress: bool) -> None:
+        config, state = self.config, self.state
+        bar = _progress_bar(self.total_steps, state.step, progress)
+        self.run_start = time.time()  # the clock starts with the steps, not with building the model
+        loss_ema = state.train_loss
+        while state.step < self.total_steps:
+            lr = get_lr(state.step, config, self.total_steps)
+            step_loss = self.step(lr)
+            self.run_tokens += self.tokens_per_step
+            loss_ema = step_loss if loss_ema is None else 0.9 * loss_ema + 0.1 * step_loss
+            state.train_loss = loss_ema
+            tok_s = self.run_tokens / max(time.time() - self.run_start - self.eval_s, 1e-9)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_ema:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:.0f}", refresh=False)
+            last = state.step == self.total_steps
+            if state.step % config.eval_interval == 0 or last:
+                self.evaluate(loss_ema, lr, tok_s)
+            if state.step % config.checkpoint_interval == 0 or last:
+                state.elapsed_s = self.banked_s + time.time() - self.run_start
+                save_checkpoint(self.checkpoint_path, self.model, self.optimizer, config, state, self.vocab_size)
+        if bar is not None:
+            bar.close()
+
+    def step(self, lr: float) -> float:
+        """One optimizer step of ``grad_accumulation_steps`` micro-batches at learning rate ``lr``; its loss."""
+        config, state, optimizer = self.config, self.state, self.optimizer
         for group in optimizer.param_groups:
             group["lr"] = lr
         step_loss = 0.0
         for micro in range(config.grad_accumulation_steps):
-            rows = batch_indices(state.step * config.grad_accumulation_steps + micro, len(data.train),
+            rows = batch_indices(state.step * config.grad_accumulation_steps + micro, len(self.data.train),
                                  config.batch_size, config.seed)
-            batch = to_batch(data.train, rows, device)  # [B, L]
-            with autocast():
-                loss = forward(input_ids=batch, labels=batch).loss / config.grad_accumulation_steps
-            scaler.scale(loss).backward()
+            batch = to_batch(self.data.train, rows, self.device)  # [B, L]
+            with self.autocast():
+                loss = self.forward(input_ids=batch, labels=batch).loss / config.grad_accumulation_steps
+            self.scaler.scale(loss).backward()
             step_loss += float(loss.detach())
         if config.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
-        state.tokens_seen += tokens_per_step
-        run_tokens += tokens_per_step
-        loss_ema = step_loss if loss_ema is None else 0.9 * loss_ema + 0.1 * step_loss
-        state.train_loss = loss_ema
-        tok_s = run_tokens / max(time.time() - run_start - eval_s, 1e-9)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_ema:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:.0f}", refresh=False)
-        last = state.step == total_steps
-        if state.step % config.eval_interval == 0 or last:
-            eval_start = time.time()
-            state.val_loss = estimate_loss(model, data.val, config, device, autocast,
-                                           limit=config.eval_batches * config.batch_size)
-            eval_s += time.time() - eval_start
-            state.best_val_loss = min(state.best_val_loss, state.val_loss)
-            state.history.append({"step": state.step, "train_loss": round(loss_ema, 4),
-                                  "val_loss": round(state.val_loss, 4), "lr": lr, "tokens_per_s": round(tok_s)})
-            log.info("step %d/%d: train loss %.4f, val loss %.4f, lr %.2e, %.0f tokens/s", state.step, total_steps,
-                     loss_ema, state.val_loss, lr, tok_s)
-        if state.step % config.checkpoint_interval == 0 or last:
-            state.elapsed_s = banked_s + time.time() - run_start
-            save_checkpoint(checkpoint_path, model, optimizer, config, state, vocab_size)
-    if bar is not None:
-        bar.close()
-    state.elapsed_s = banked_s + time.time() - run_start
-    train_s = time.time() - run_start - eval_s
-    # The reported loss covers every validation sequence, like the unigram baseline it is compared with.
-    full_val_loss = estimate_loss(model, data.val, config, device, autocast)
-    log.info("validation loss over all %d validation sequences: %.4f", len(data.val), full_val_loss)
-    summary = {
-        "steps": state.step,
-        "tokens_seen": state.tokens_seen,
-        "train_seconds": round(state.elapsed_s, 1),
-        "tokens_per_s": round(run_tokens / max(train_s, 1e-9)) if run_tokens else None,
-        "resumed_from_step": run_start_step or None,
-        "train_loss": None if state.train_loss is None else round(state.train_loss, 4),
-        "val_loss": round(full_val_loss, 4),
-        "val_sequences": len(data.val),
-        "best_val_loss": None if math.isinf(state.best_val_loss) else round(state.best_val_loss, 4),
-        "unigram_val_loss": data.meta.get("unigram_val_loss"),
-        "parameters": n_params,
-        "architecture": architecture(config),
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "history": state.history,
-    }
-    save_model(model, data, config, summary)
-    return summary
+        state.tokens_seen += self.tokens_per_step
+        return step_loss
+
+    def evaluate(self, loss_ema: float, lr: float, tok_s: float) -> None:
+        """The sampled validation loss, recorded in the history (its time is not training time)."""
+        config, state = self.config, self.state
+        eval_start = time.time()
+        state.val_loss = estimate_loss(self.model, self.data.val, config, self.device, self.autocast,
+                                       limit=config.eval_batches * config.batch_size)
+        self.eval_s += time.time() - eval_start
+        state.best_val_loss = min(state.best_val_loss, state.val_loss)
+        state.history.append({"step": state.step, "train_loss": round(loss_ema, 4),
+                              "val_loss": round(state.val_loss, 4), "lr": lr, "tokens_per_s": round(tok_s)})
+        log.info("step %d/%d: train loss %.4f, val loss %.4f, lr %.2e, %.0f tokens/s", state.step, self.total_steps,
+                 loss_ema, state.val_loss, lr, tok_s)
+
+    def finish(self) -> dict[str, Any]:
+        """The run's summary, with the validation loss over every validation sequence."""
+        state, data, config = self.state, self.data, self.config
+        state.elapsed_s = self.banked_s + time.time() - self.run_start
+        train_s = time.time() - self.run_start - self.eval_s
+        # The reported loss covers every validation sequence, like the unigram baseline it is compared with.
+        full_val_loss = estimate_loss(self.model, data.val, config, self.device, self.autocast)
+        log.info("validation loss over all %d validation sequences: %.4f", len(data.val), full_val_loss)
+        return {
+            "steps": state.step,
+            "tokens_seen": state.tokens_seen,
+            "train_seconds": round(state.elapsed_s, 1),
+            "tokens_per_s": round(self.run_tokens / max(train_s, 1e-9)) if self.run_tokens else None,
+            "resumed_from_step": self.run_start_step or None,
+            "train_loss": None if state.train_loss is None else round(state.train_loss, 4),
+            "val_loss": round(full_val_loss, 4),
+            "val_sequences": len(data.val),
+            "best_val_loss": None if math.isinf(state.best_val_loss) else round(state.best_val_loss, 4),
+            "unigram_val_loss": data.meta.get("unigram_val_loss"),
+            "parameters": self.n_params,
+            "architecture": architecture(config),
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "history": state.history,
+        }
 
 
 def save_model(model: torch.nn.Module, data: PreparedData, config: TrainConfig, summary: dict[str, Any]) -> Path:

@@ -1,10 +1,16 @@
 """Trainer configuration: presets with the seeds' dimensions, precedence, and clear errors."""
+import ast
+import dataclasses
+import inspect
+
 import pytest
 import torch
 
 from tempo.cli.main import main
 from tempo.settings.loader import load_settings
-from tempo.train.config import MODEL_PRESETS, TrainConfig, TrainConfigError, load_yaml, resolve_config
+from tempo.settings.schema import TrainSettings
+from tempo.train import config as train_config
+from tempo.train.config import MODEL_KEYS, MODEL_PRESETS, TrainConfig, TrainConfigError, load_yaml, resolve_config
 from tempo.train.modeling import architecture, build_model, count_parameters, expected_parameters
 
 SEEDS_TABLE = {  # the seeds' model-size table: d_model, n_layers, n_heads, d_ff, max_seq_len, vocab_size
@@ -134,3 +140,35 @@ def test_cli_reports_one_line_and_exit_code_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def test_every_train_settings_key_has_the_declared_default():
+    """A TrainConfig field that is a ``train`` settings key defaults to TrainSettings' declaration; the
+    model dimensions (no settings keys) to the default model_size's preset; nothing else is a field."""
+    declared = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
+    config = {f.name: _default(f) for f in dataclasses.fields(TrainConfig)}
+    assert set(config) == set(declared) | set(MODEL_KEYS)
+    for name, value in declared.items():
+        expected = list(value) if isinstance(value, tuple) else value  # TrainConfig's lists are mutable
+        assert config[name] == expected and type(config[name]) is type(expected), name
+    assert {k: config[k] for k in MODEL_KEYS} == MODEL_PRESETS[declared["model_size"]]
+    assert TrainConfig().validate() == TrainConfig()
+
+
+def test_train_config_writes_no_default_of_its_own():
+    """The defaults are declared once: TrainConfig's class body names the declaration, it writes no
+    literal (even one equal to the declared default) for a settings key or a model dimension."""
+    tree = ast.parse(inspect.getsource(train_config))
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TrainConfig").body
+    defaults = {n.target.id: n.value for n in body if isinstance(n, ast.AnnAssign) and n.value is not None}
+    settings_keys = {f.name for f in dataclasses.fields(TrainSettings)}
+    assert settings_keys <= set(defaults)
+    for name in settings_keys:
+        literals = [ast.unparse(n) for n in ast.walk(defaults[name]) if isinstance(n, ast.Constant)]
+        assert not literals, f"TrainConfig.{name} writes {literals}: take the default from TrainSettings"
+    for name in MODEL_KEYS:
+        assert ast.unparse(defaults[name]) == f"_SIZE['{name}']", name

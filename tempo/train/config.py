@@ -1,11 +1,14 @@
 """Training configuration: one flat ``TrainConfig``, model presets, stage presets.
 
-Precedence, lowest first: code defaults (the fields below, the seeds' defaults)
-< the ``train`` settings section (``settings.toml`` ``[default.train]`` and
-``TEMPO_TRAIN__KEY`` variables) < the model preset (``model_size``) and the
-stage preset (``stage``) for the keys they name < a YAML file (``--config``)
-< command-line flags. A preset therefore beats the settings section but never
+Precedence, lowest first: code defaults < the ``train`` settings section
+(``settings.toml`` ``[default.train]`` and ``TEMPO_TRAIN__KEY`` variables) < the
+model preset (``model_size``) and the stage preset (``stage``) for the keys they
+name < a YAML file (``--config``) < command-line flags. A preset therefore beats the settings section but never
 a value the user wrote in the YAML file or on the command line.
+
+The code defaults are declared once: a field that is a ``train`` settings key takes its default
+from ``tempo.settings.schema.TrainSettings``; the model dimensions, which are no settings keys,
+take theirs from the default ``model_size``'s preset.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tempo.errors import TempoError
+from tempo.settings.schema import TrainSettings
 
 
 class TrainConfigError(TempoError, ValueError):
@@ -51,6 +55,11 @@ STAGE_PRESETS: dict[str, dict[str, Any]] = {
     "code": dict(learning_rate=5e-6, warmup_steps=1000, num_epochs=5, weight_decay=0.1, grad_clip=1.0),
 }
 
+_DEFAULTS = TrainSettings()
+"""The declared defaults of the ``train`` settings keys, TrainConfig's defaults."""
+_SIZE = MODEL_PRESETS[_DEFAULTS.model_size]
+"""The default model dimensions: those of the default model_size."""
+
 LR_DECAYS = ("cosine", "linear", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -60,71 +69,71 @@ class TrainConfig:
     """Every option of ``python -m tempo train`` and ``train prepare``."""
 
     # --- model -----------------------------------------------------------------
-    model_size: str = "nano"
+    model_size: str = _DEFAULTS.model_size
     """A preset of MODEL_PRESETS; its dimensions fill the model keys not set in --config or flags."""
-    vocab_size: int = 8192
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 704
-    max_seq_len: int = 256
-    dropout: float = 0.0
-    use_rmsnorm: bool = True
+    vocab_size: int = _SIZE["vocab_size"]
+    d_model: int = _SIZE["d_model"]
+    n_layers: int = _SIZE["n_layers"]
+    n_heads: int = _SIZE["n_heads"]
+    d_ff: int = _SIZE["d_ff"]
+    max_seq_len: int = _SIZE["max_seq_len"]
+    dropout: float = _DEFAULTS.dropout
+    use_rmsnorm: bool = _DEFAULTS.use_rmsnorm
     """With use_rope: Llama. LayerNorm + RoPE: GPT-NeoX. LayerNorm + learned positions: GPT-2."""
-    use_rope: bool = True
-    tie_embeddings: bool = True
+    use_rope: bool = _DEFAULTS.use_rope
+    tie_embeddings: bool = _DEFAULTS.tie_embeddings
     """Share input embedding and output head (halves the size of small models)."""
 
     # --- optimisation ------------------------------------------------------------
-    stage: str = ""
+    stage: str = _DEFAULTS.stage
     """"" (none), language or code: the seeds' learning rate, warmup and epochs for that stage."""
-    learning_rate: float = 1e-4
-    min_lr_ratio: float = 0.1
+    learning_rate: float = _DEFAULTS.learning_rate
+    min_lr_ratio: float = _DEFAULTS.min_lr_ratio
     """The decay ends at learning_rate * min_lr_ratio."""
-    lr_decay: str = "cosine"
-    warmup_steps: int = 2000
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
+    lr_decay: str = _DEFAULTS.lr_decay
+    warmup_steps: int = _DEFAULTS.warmup_steps
+    weight_decay: float = _DEFAULTS.weight_decay
+    grad_clip: float = _DEFAULTS.grad_clip
     """Clip the gradient norm to this; 0 disables."""
-    batch_size: int = 2
-    grad_accumulation_steps: int = 4
-    num_epochs: int = 3
-    max_steps: int = 0
+    batch_size: int = _DEFAULTS.batch_size
+    grad_accumulation_steps: int = _DEFAULTS.grad_accumulation_steps
+    num_epochs: int = _DEFAULTS.num_epochs
+    max_steps: int = _DEFAULTS.max_steps
     """Optimizer steps; 0 = num_epochs passes over the training data."""
-    use_compile: bool = False
-    use_amp: bool = False
+    use_compile: bool = _DEFAULTS.use_compile
+    use_amp: bool = _DEFAULTS.use_amp
     """bfloat16 autocast (float16 with loss scaling on CUDA cards without bfloat16)."""
-    gradient_checkpointing: bool = False
-    seed: int = 1337
-    num_threads: int = 0
+    gradient_checkpointing: bool = _DEFAULTS.gradient_checkpointing
+    seed: int = _DEFAULTS.seed
+    num_threads: int = _DEFAULTS.num_threads
     """torch CPU threads; 0 = torch's default."""
-    device: str = "auto"
+    device: str = _DEFAULTS.device
 
     # --- evaluation, checkpoints, output ------------------------------------------
-    eval_interval: int = 100
+    eval_interval: int = _DEFAULTS.eval_interval
     """Validation loss every this many steps (and at the end)."""
-    eval_batches: int = 20
-    checkpoint_interval: int = 100
-    resume: bool = False
+    eval_batches: int = _DEFAULTS.eval_batches
+    checkpoint_interval: int = _DEFAULTS.checkpoint_interval
+    resume: bool = _DEFAULTS.resume
     """Continue from checkpoint_dir/last.pt when it exists."""
-    init_from: str = ""
+    init_from: str = _DEFAULTS.init_from
     """A saved model folder to start from (fine-tuning, e.g. the code stage); "" = random init."""
-    checkpoint_dir: str = "~/.cache/tempo/train/checkpoints"
-    output_dir: str = "assets/models/tempo-tiny-code"
-    model_name: str = "tempo-tiny-code"
+    checkpoint_dir: str = _DEFAULTS.checkpoint_dir
+    output_dir: str = _DEFAULTS.output_dir
+    model_name: str = _DEFAULTS.model_name
 
     # --- data ----------------------------------------------------------------------
-    data_dir: str = "~/.cache/tempo/train/data"
+    data_dir: str = _DEFAULTS.data_dir
     """Where ``train prepare`` writes train.npy, val.npy, tokenizer/ and meta.json."""
-    corpus_dir: str = ""
+    corpus_dir: str = _DEFAULTS.corpus_dir
     """Folder of text or source files; "" = this interpreter's standard library source."""
-    file_patterns: list[str] = field(default_factory=lambda: ["*.py"])
-    exclude_dirs: list[str] = field(default_factory=lambda: ["site-packages", "test", "tests", "__pycache__"])
-    val_fraction: float = 0.05
-    seq_length: int = 0
+    file_patterns: list[str] = field(default_factory=lambda: list(_DEFAULTS.file_patterns))
+    exclude_dirs: list[str] = field(default_factory=lambda: list(_DEFAULTS.exclude_dirs))
+    val_fraction: float = _DEFAULTS.val_fraction
+    seq_length: int = _DEFAULTS.seq_length
     """Tokens a prepared sequence; 0 = max_seq_len."""
-    min_frequency: int = 2
-    max_files: int = 0
+    min_frequency: int = _DEFAULTS.min_frequency
+    max_files: int = _DEFAULTS.max_files
     """Use at most this many files of the corpus (sorted); 0 = all."""
 
     def validate(self) -> "TrainConfig":
@@ -201,7 +210,7 @@ def resolve_config(settings_section: Mapping[str, Any] | None = None, yaml_value
     if size not in MODEL_PRESETS:
         raise TrainConfigError(f"model_size must be one of {', '.join(MODEL_PRESETS)}, got {size!r}")
     values.update(MODEL_PRESETS[size])
-    stage = explicit.get("stage", settings_values.get("stage", ""))
+    stage = explicit.get("stage", settings_values.get("stage", TrainConfig.stage))
     if stage:
         if stage not in STAGE_PRESETS:
             raise TrainConfigError(f"stage must be one of {', '.join(STAGE_PRESETS)} (or empty), got {stage!r}")

@@ -66,6 +66,8 @@ class GenerationResult:
     model: ModelInfo
     stop_reason: str = "max_tokens"
     """``eos`` or ``max_tokens``."""
+    prompt_truncated: int = 0
+    """Prompt tokens dropped from the left to fit the model's context (``truncate_prompt = "left"``); 0: none."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

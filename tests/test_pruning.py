@@ -11,7 +11,7 @@ from tempo.engine.row import SetRecord
 from tempo.engine.batch import Batch
 from tempo.errors import RequestError
 from tempo.request import GenerationRequest
-from helpers import run_cli
+from helpers import run_cli, same
 
 PROMPT = "the cat sat on the"
 PRUNE = dict(use_retroactive_pruning=True, selection_threshold=0.05)
@@ -178,11 +178,56 @@ def test_dynamic_threshold_collapses_late_steps(engine):
     thresholds = [s.attention_threshold for s in result.steps[:-1]]
     assert thresholds[0] == pytest.approx(0.0) and thresholds == sorted(thresholds)
     assert result.steps[-2].attention_threshold == pytest.approx(threshold_at_step(10, 12))
-    assert all(len(s.kept) == 1 for s in result.steps[:-2])  # judged at the end at ~1.0: single tokens
-    assert any(len(s.candidates) > 1 for s in result.steps[:-2])
+    assert all(len(s.kept) == 1 for s in result.steps[:-1])  # judged at the end at ~1.0: single tokens
+    assert any(len(s.candidates) > 1 for s in result.steps[:-1])
     relu = engine.generate(PROMPT, attention_threshold=0.0, dynamic_threshold=True, use_relu=True,
                            relu_activation_point=0.5, final_threshold=1.0, max_tokens=12, **PRUNE)
     assert [s.attention_threshold for s in relu.steps[:5]] == [0.0] * 5  # flat before the activation point
+
+
+@pytest.mark.parametrize("prompt,max_tokens", [(PROMPT, 12), ("bird", 8), ("the cat sat on the", 6)])
+def test_the_second_to_last_set_is_judged(engine, prompt, max_tokens):
+    """A row that stops at ``max_tokens`` still runs the forward over its last set, whose queries judge the
+    set before it: with the threshold rising to 1.0 every judged step collapses to one kept token. The last
+    set has no later query: nothing judges it."""
+    result = engine.generate(prompt, attention_threshold=0.0, dynamic_threshold=True, final_threshold=1.0,
+                             relative_attention=False, max_tokens=max_tokens, **PRUNE)
+    assert result.stop_reason == "max_tokens" and len(result.steps) == max_tokens
+    second_to_last, last = result.steps[-2], result.steps[-1]
+    assert len(second_to_last.candidates) > 1 and len(second_to_last.kept) == 1
+    assert all(len(s.kept) == 1 for s in result.steps[:-1])
+    assert last.attention_threshold == pytest.approx(1.0)  # the threshold its queries judged with
+    assert len(last.kept) == len(last.candidates)
+
+
+def test_only_pruning_rows_pay_the_last_forward(engine):
+    """One extra forward (over the last set) for a pruning row; none for a row that does not prune, whose
+    result beside a pruning row finishing at the same step is the one it has alone."""
+    def forwards(request):
+        batch = Batch(engine.adapter, engine.loaded.tokenizer, engine.eos_ids, engine.pad_id)
+        before = engine.adapter.forward_calls
+        batch.run([request])
+        return engine.adapter.forward_calls - before
+
+    plain = engine.request(PROMPT, max_tokens=6, min_steps=6, selection_threshold=0.05)
+    pruned = engine.request(PROMPT, max_tokens=6, min_steps=6, attention_threshold=0.05, **PRUNE)
+    assert forwards(plain) == 6  # the prefill and one forward for each set but the last
+    assert forwards(pruned) == 7  # and the one over the last set
+    together = engine.run([pruned, plain])
+    same(together[1], engine.run([plain])[0])
+    assert together[1].timing.pruning_s == 0
+
+
+def test_the_last_stream_update_follows_the_last_judgement(engine):
+    updates = {}
+    request = engine.request(PROMPT, attention_threshold=0.0, dynamic_threshold=True, final_threshold=1.0,
+                             relative_attention=False, max_tokens=8, **PRUNE)
+
+    def on_step(row):
+        updates[row.key] = [list(record.status) for record in row.sets]
+
+    result = engine.run([request, engine.request("bird", max_tokens=5, selection_threshold=0.05)], on_step)[0]
+    assert updates[0] == [[c.status for c in step.candidates] for step in result.steps]
 
 
 def threshold_at_step(step, max_tokens):

@@ -46,6 +46,10 @@ class ModelAdapter:
         self.forward_calls = 0
         config = model.config.get_text_config()
         self.vocab_size = config.vocab_size
+        self.context: int | None = getattr(config, "max_position_embeddings", None)
+        """Positions the model was made for (its ``max_position_embeddings``); None: it states none."""
+        self.heads = getattr(config, "num_attention_heads", 1) or 1
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         # Heads known to be logits = lm_head(hidden) with nothing after (no soft-capping, no scale).
         self.plain_head = config.model_type in PLAIN_HEAD_MODELS and not getattr(config, "final_logit_softcapping", None)
 
@@ -153,6 +157,16 @@ class ModelAdapter:
             cache.crop(-extra)
             if hasattr(cache, "tempo_positions"):
                 cache.tempo_positions = cache.tempo_positions[:, :length]
+
+    @staticmethod
+    def trim_left(cache: Any, count: int) -> None:
+        """Drop the first ``count`` slots of every row (in place): slots no row may attend any more."""
+        if count > 0:
+            for layer in cache.layers:
+                layer.keys = layer.keys[:, :, count:].contiguous()
+                layer.values = layer.values[:, :, count:].contiguous()
+            if hasattr(cache, "tempo_positions"):
+                cache.tempo_positions = cache.tempo_positions[:, count:].contiguous()
 
     @staticmethod
     def select_rows(cache: Any, rows: torch.Tensor) -> None:

@@ -3,7 +3,9 @@
 A ``Batch`` holds B rows (requests) over one KV cache, left-padded. Each step
 every row appends K = the largest set size of the batch; a row with a smaller
 set fills the rest with filler slots nobody attends to. Rows leave the batch
-(``index_select`` on the cache) as soon as they finish. A single request is a
+(``index_select`` on the cache) as soon as they finish, and the leading slots no
+staying row may attend leave with them (``_trim``), so a batch that never empties
+stays as wide as its rows need. A single request is a
 batch of one. Default mode is a row whose set is always one token.
 """
 from __future__ import annotations
@@ -14,11 +16,11 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from tempo.engine import layout, prompt_cache, pruning, sampling
+from tempo.engine import layout, prefill, prompt_cache, pruning, sampling
 from tempo.engine.adapter import ModelAdapter
 from tempo.engine.attention import capture
 from tempo.engine.prompt_cache import PromptCache
-from tempo.engine.prompting import encode_prompt
+from tempo.engine.prompting import PromptLimits, prompt_row
 from tempo.engine.row import Row, SetRecord
 from tempo.errors import RequestError
 from tempo.request import GenerationRequest
@@ -33,7 +35,8 @@ STATE = ("visible", "key_bias", "prompt_len", "seen", "logits", "set_probs", "ke
 
 
 def check_for_model(request: GenerationRequest, adapter: ModelAdapter) -> None:
-    """The request rules that depend on the loaded model (the others hold in ``build_request``)."""
+    """The request rules that depend on the loaded model (the others hold in ``build_request``; the prompt's
+    length in ``prompting.prompt_row``)."""
     if request.use_retroactive_pruning and request.num_layers_to_use > adapter.num_layers:
         raise RequestError("num_layers_to_use", f"must be in [0, {adapter.num_layers}] for this model "
                            f"(0 = all {adapter.num_layers} layers), got {request.num_layers_to_use}")
@@ -49,8 +52,11 @@ class Batch:
     """
 
     def __init__(self, adapter: ModelAdapter, tokenizer: Any, eos_ids: Iterable[int], pad_id: int,
-                 on_step: StepCallback | None = None, prompt_cache: PromptCache | None = None):
+                 on_step: StepCallback | None = None, prompt_cache: PromptCache | None = None,
+                 limits: PromptLimits | None = None):
         self.adapter = adapter
+        self.limits = limits if limits is not None else PromptLimits.of(adapter.context)
+        """How long a prompt may be: refused (or truncated) in ``add``, before any forward."""
         self.prompt_cache = prompt_cache
         self.tokenizer = tokenizer
         self.eos_ids = sorted(set(eos_ids))
@@ -79,7 +85,7 @@ class Batch:
         keys = list(range(len(requests))) if keys is None else keys
         for request in requests:
             check_for_model(request, self.adapter)
-        rows = [Row(key, r, encode_prompt(self.tokenizer, r)) for key, r in zip(keys, requests)]
+        rows = [prompt_row(key, r, self.tokenizer, self.limits) for key, r in zip(keys, requests)]
         for row in rows:
             if row.request.mode == "default" and row.request.temperature > 0:
                 row.generator = torch.Generator().manual_seed(row.request.seed)
@@ -136,9 +142,7 @@ class Batch:
 
     def _forward_prompts(self, prompts: list[list[int]]) -> tuple[torch.Tensor, Any]:
         """One forward over the left-padded ``prompts``: last logits ``[B, 1, V]`` and the cache."""
-        input_ids, visible, positions = layout.left_pad(prompts, self.pad_id, self.adapter.device)
-        mask = layout.prefill_mask(visible, self.adapter.dtype)
-        return self.adapter.forward(input_ids, positions, mask, None, last_only=True)
+        return prefill.prefill(self.adapter, prompts, self.pad_id)  # no [P, P] mask for a long prompt
 
     def _store(self, prompts: list[tuple[int, ...]], logits: torch.Tensor, cache: Any) -> dict | None:
         """Put every row of a prefill into the prompt cache; the entries by prompt. A cache that is not
@@ -183,44 +187,68 @@ class Batch:
         """The next step's set of every row (token ids and probabilities, highest first)."""
         early = [len(row.sets) < row.request.min_steps for row in self.rows]
         weights = sampling.mode_weights(self.set_probs, self.kept, self.modes)  # [B, K]
-        sorted_p, sorted_ids = sampling.distribution(self.logits, self.sampling, early, self.eos_ids, self.seen,
-                                                     weights)
+        dist = sampling.distribution(self.logits, self.sampling, early, self.eos_ids, self.seen, weights)
+        sorted_p, sorted_ids = dist.sorted_p, dist.sorted_ids
         threshold = torch.tensor(thresholds, device=sorted_p.device)
         sizes = sampling.set_sizes(sorted_p, threshold, self.sampling.need, self.single)
         width = int(sizes.max())
         ids, probs, sizes = sorted_ids[:, :width].tolist(), sorted_p[:, :width].tolist(), sizes.tolist()
         sets_ids, sets_probs = [], []
         for b, row in enumerate(self.rows):
-            if row.generator is not None:  # default mode, sampled: one draw from the filtered p
-                pick = int(torch.multinomial(sorted_p[b].cpu(), 1, generator=row.generator))
-                sets_ids.append([int(sorted_ids[b, pick])])
-                sets_probs.append([float(sorted_p[b, pick])])
+            if row.generator is not None:  # default mode, sampled: one draw from the whole filtered p
+                token, prob = sampling.draw(dist, b, row.request.top_k, row.request.top_p, row.generator)
+                sets_ids.append([token])
+                sets_probs.append([prob])
             else:
                 sets_ids.append(ids[b][: sizes[b]])
                 sets_probs.append(probs[b][: sizes[b]])
         return sets_ids, sets_probs
 
-    def _leave(self) -> None:
-        """Move finished and cancelled rows out of the batch and its cache."""
-        staying = [b for b, row in enumerate(self.rows) if row.stop_reason is None]
+    def _leave(self, judged_last: list[Row] = ()) -> None:
+        """Move finished and cancelled rows out of the batch and its cache, but for ``judged_last``."""
+        last = {id(row) for row in judged_last}
+        staying = [b for b, row in enumerate(self.rows) if row.stop_reason is None or id(row) in last]
         if len(staying) == len(self.rows):
             return
-        self.finished.extend(row for row in self.rows if row.stop_reason is not None)
+        self.finished.extend(row for b, row in enumerate(self.rows) if b not in staying)
         if not staying:
             self.rows, self.cache = [], None
             return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("rows leaving: %s; %d stay", ", ".join(f"{row.key} ({row.stop_reason}, {len(row.sets)} steps)"
-                      for row in self.rows if row.stop_reason is not None), len(staying))
+                      for b, row in enumerate(self.rows) if b not in staying), len(staying))
         index = torch.tensor(staying, device=self.adapter.device)
         self.adapter.select_rows(self.cache, index)
         self.rows = [self.rows[i] for i in staying]
         for name in STATE:
             setattr(self, name, getattr(self, name).index_select(0, index))
+        self._trim()
         self._settings()
 
+    def _trim(self) -> None:
+        """Drop the leading slots that no staying row may attend: the slots of rows gone and the padding
+        before the oldest staying row's prompt. Without this a batch that never empties (a server under
+        steady load) keeps every slot any row ever had, and its cache grows step after step."""
+        seen_by_any = self.visible.any(dim=0)  # [T]
+        if not bool(seen_by_any.any()):
+            return
+        cut = int(seen_by_any.to(torch.int8).argmax())  # the first slot some row may attend
+        if cut == 0:
+            return
+        self.adapter.trim_left(self.cache, cut)
+        self.visible = self.visible[:, cut:].contiguous()
+        self.key_bias = self.key_bias[:, cut:].contiguous()
+        for row in self.rows:
+            for record in row.sets:
+                record.slots = [slot - cut for slot in record.slots]
+
     def step(self) -> None:
-        """One logical step for every row: select each set, let finished rows leave, run the forward."""
+        """One logical step for every row: select each set, let finished rows leave, run the forward.
+
+        A pruning row that reaches ``max_tokens`` stays for one last forward over its last set, whose
+        queries judge the set before it (TEMPO_SPEC section 6; without it that set is never judged); it
+        needs no logits, and rows that do not prune never pay it. A row that stops at EOS needs none:
+        its last set's forward already ran (it produced the EOS)."""
         self._leave()  # rows cancelled since the last step
         if not self.rows:
             return
@@ -229,6 +257,7 @@ class Batch:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("step: %d rows, set sizes %s", len(self.rows), [len(ids) for ids in sets_ids])
         now = time.perf_counter()
+        judged_last: list[Row] = []  # finished pruning rows that stay for the forward over their last set
         for b, row in enumerate(self.rows):
             ids, probs = sets_ids[b], sets_probs[b]
             if ids[0] in self.eos_ids:
@@ -238,20 +267,34 @@ class Batch:
             row.sets.append(SetRecord([ids[i] for i in keep], [probs[i] for i in keep], thresholds[b]))
             if len(row.sets) >= row.request.max_tokens:
                 row.stop_reason, row.finished_at = "max_tokens", now
+                if row.request.use_retroactive_pruning:
+                    judged_last.append(row)
+                    continue  # its update follows the last judgement
             if self.on_step is not None:
                 self.on_step(row)
-        self._leave()
+        self._leave(judged_last)
         if self.rows:
-            self._forward()
+            self._forward(judged_last)
+        if judged_last:
+            self._leave()
+            now = time.perf_counter()
+            for row in judged_last:
+                row.finished_at = now
+                if self.on_step is not None:
+                    self.on_step(row)
 
-    def _forward(self) -> None:
-        """Append every row's newest set at position ``P + s``, run the model over it, then prune."""
+    def _forward(self, judged_last: list[Row] = ()) -> None:
+        """Append every row's newest set at position ``P + s``, run the model over it, then prune.
+
+        ``judged_last``: finished rows here only to be pruned; their slots skip the output head."""
         dev = self.adapter.device
+        last = {id(row) for row in judged_last}
         k = max(len(row.sets[-1].tokens) for row in self.rows)
         width = self.visible.shape[1]
         input_ids = torch.full((len(self.rows), k), self.pad_id, dtype=torch.long)
         probs = torch.zeros(len(self.rows), k)
         real = torch.zeros(len(self.rows), k, dtype=torch.bool)
+        head = torch.tensor([id(row) not in last for row in self.rows])  # [B] rows whose logits are read
         for b, row in enumerate(self.rows):
             record = row.sets[-1]
             n = len(record.tokens)
@@ -259,7 +302,7 @@ class Batch:
             input_ids[b, :n] = torch.tensor(record.tokens)
             probs[b, :n] = torch.tensor(record.probs)
             real[b, :n] = True
-        input_ids, probs, real = input_ids.to(dev), probs.to(dev), real.to(dev)
+        input_ids, probs, real, head = input_ids.to(dev), probs.to(dev), real.to(dev), head.to(dev)
         steps = torch.tensor([len(row.sets) - 1 for row in self.rows], device=dev)
         positions = layout.step_positions(self.prompt_len, steps, k)  # [B, K]
         if k == 1 and not self.soft and bool(self.visible.all()):
@@ -270,7 +313,7 @@ class Batch:
         layers = {layer for plan in self.plans if plan is not None for layer in plan[0]}
         with capture(layers) as self.attention:  # empty set: every layer stays on SDPA
             self.logits, self.cache = self.adapter.forward(input_ids, positions, mask, self.cache,
-                                                          needed=real)  # [B, K, V]
+                                                          needed=real & head[:, None])  # [B, K, V]
         self.visible = torch.cat([self.visible, real], dim=-1)
         self.key_bias = torch.cat([self.key_bias, torch.zeros(real.shape, device=dev)], dim=-1)
         self.set_probs, self.kept = probs, real

@@ -42,15 +42,19 @@ def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device | str =
     return input_ids.to(device), visible.to(device), position_ids.to(device)
 
 
-def prefill_mask(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Causal mask over the prompt with padding keys hidden: ``[B, 1, P, P]``.
+def prefill_mask(visible: torch.Tensor, dtype: torch.dtype, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """Causal mask over the prompt with padding keys hidden, for the queries ``start:stop``: ``[B, 1, Q, stop]``
+    (the whole prompt by default: ``[B, 1, P, P]``).
 
-    Every query may see itself, so a padding query's row is never all-forbidden.
+    Query ``q`` sees the visible keys up to itself, and always itself, so a padding query's row is never
+    all-forbidden. A chunk of queries needs only its own rows: the prefill of a long prompt builds it chunk
+    by chunk (engine/prefill.py), never the whole ``[P, P]``.
     """
-    width = visible.shape[-1]
-    causal = torch.ones(width, width, dtype=torch.bool, device=visible.device).tril()  # [P, P]
-    allowed = causal[None] & visible[:, None, :]  # [B, P, P]
-    allowed |= torch.eye(width, dtype=torch.bool, device=visible.device)[None]
+    stop = visible.shape[-1] if stop is None else stop
+    queries = torch.arange(start, stop, device=visible.device)[:, None]  # [Q, 1]
+    keys = torch.arange(stop, device=visible.device)[None, :]  # [1, stop]
+    allowed = (keys <= queries)[None] & visible[:, None, :stop]  # [B, Q, stop]
+    allowed |= (keys == queries)[None]
     return additive(allowed, dtype)[:, None]
 
 
@@ -100,9 +104,3 @@ def paths_mask(past: int, real: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
     within = (causal & real[:, None, :]) | eye  # [W, L, L]
     past_part = torch.ones(width, length, past, dtype=torch.bool, device=real.device)
     return additive(torch.cat([past_part, within], dim=-1), dtype)[:, None]
-
-
-def extend_mask(past: int, new: int, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
-    """One row appending ``new`` tokens causally after ``past`` visible ones: ``[1, 1, new, past + new]``."""
-    allowed = torch.ones(new, past + new, dtype=torch.bool, device=device).tril(diagonal=past)
-    return additive(allowed, dtype)[None, None]

@@ -37,10 +37,10 @@ from typing import Any, Callable
 
 import torch
 
-from tempo.engine import layout, prompt_cache, sampling
+from tempo.engine import layout, prefill, prompt_cache, sampling
 from tempo.engine.adapter import ModelAdapter
 from tempo.engine.prompt_cache import PromptCache
-from tempo.engine.prompting import encode_prompt
+from tempo.engine.prompting import PromptLimits, prompt_row
 from tempo.engine.row import Row, SetRecord
 from tempo.request import GenerationRequest
 
@@ -60,8 +60,8 @@ class Node:
     children: list["Node"] = field(default_factory=list)
     visits: int = 0
     value_sum: float = 0.0
-    distribution: tuple[torch.Tensor, torch.Tensor] | None = None
-    """(probabilities, token ids) of the processed distribution after this node, highest first."""
+    distribution: sampling.Distribution | None = None
+    """The processed distribution after this node (one row): its children's priors, its rollouts' draws."""
 
     @property
     def q(self) -> float:
@@ -87,14 +87,15 @@ class MctsSearch:
 
     def __init__(self, adapter: ModelAdapter, tokenizer: Any, eos_ids: list[int], pad_id: int,
                  request: GenerationRequest, key: Any = 0, on_step: Callable[[Row], None] | None = None,
-                 prompt_cache: PromptCache | None = None):
+                 prompt_cache: PromptCache | None = None, limits: PromptLimits | None = None):
         self.adapter = adapter
         self.prompt_cache = prompt_cache
         self.pad_id = pad_id
         self.eos_ids = set(eos_ids)
         self.request = request
         self.on_step = on_step
-        self.row = Row(key, request, encode_prompt(tokenizer, request))
+        # The context bound counts the tree's and the rollouts' tokens too (prompting.positions_needed).
+        self.row = prompt_row(key, request, tokenizer, limits or PromptLimits.of(adapter.context))
         self.generator = torch.Generator().manual_seed(request.seed)
         self.sampling = sampling.RowSettings.of([request], [request.mcts_expand], adapter.device)
         self.context = list(self.row.prompt_ids)  # prompt + appended tokens
@@ -103,16 +104,6 @@ class MctsSearch:
         self.cached = 0  # tokens in the cache
 
     # --- model calls -----------------------------------------------------------------------
-    def _extend(self, tokens: list[int]) -> torch.Tensor:
-        """Run ``tokens`` after the cache; return the last logits ``[V]``."""
-        dev = self.adapter.device
-        start = self.cache.get_seq_length() if self.cache is not None else 0
-        ids = torch.tensor([tokens], device=dev)
-        positions = torch.arange(start, start + len(tokens), device=dev)[None]
-        mask = layout.extend_mask(start, len(tokens), self.adapter.dtype, dev)
-        logits, self.cache = self.adapter.forward(ids, positions, mask, self.cache, last_only=True)
-        return logits[0, -1]
-
     def _prefill(self) -> torch.Tensor:
         """The prompt's cache and last logits ``[V]``: from the prompt cache, else one forward (stored)."""
         ids = self.row.prompt_ids
@@ -120,32 +111,38 @@ class MctsSearch:
         if entry is not None:
             logits, self.cache = prompt_cache.build_cache([entry], self.adapter)
             return logits[0, -1]
-        logits = self._extend(ids)
+        logits, self.cache = prefill.prefill(self.adapter, [ids], self.pad_id)  # no [P, P] mask when long
+        logits = logits[0, -1]
         if self.prompt_cache is not None and prompt_cache.plain(self.cache):
             self.prompt_cache.put_row(ids, self.cache, 0, logits)
         return logits
 
-    def _distribution(self, logits: torch.Tensor, path: list[int], depth: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The processed distribution (TEMPO_SPEC section 3) after context + ``path``, highest first."""
+    def _distribution(self, logits: torch.Tensor, path: list[int], depth: int) -> sampling.Distribution:
+        """The processed distribution (TEMPO_SPEC section 3) after context + ``path``: the highest tokens on
+        the CPU, and the whole unfiltered one only when a rollout draws from it (``sampling.draw``)."""
         dev = logits.device
         seen = None
         if self.sampling.repetition:
             seen = torch.zeros(1, logits.shape[-1], dtype=torch.bool, device=dev)  # [1, V]
             seen[0, torch.tensor(self.context + path, device=dev)] = True
         early = len(self.row.sets) + depth < self.request.min_steps
-        probs, ids = sampling.distribution(logits[None, None].float(), self.sampling, [early], sorted(self.eos_ids),
-                                           seen)  # [1, W]
-        return probs[0].cpu(), ids[0].cpu()
+        dist = sampling.distribution(logits[None, None].float(), self.sampling, [early], sorted(self.eos_ids),
+                                     seen)  # [1, W], [1, V]
+        r = self.request
+        unfiltered = r.temperature > 0 and r.top_k == 0 and r.top_p >= 1.0
+        return sampling.Distribution(dist.sorted_p.cpu(), dist.sorted_ids.cpu(), dist.p if unfiltered else None)
 
-    def _choose(self, distribution: tuple[torch.Tensor, torch.Tensor]) -> tuple[int, float]:
-        """A rollout token and its probability: the argmax at temperature 0, else a seeded draw."""
-        probs, ids = distribution
-        pick = 0 if self.request.temperature == 0 else int(torch.multinomial(probs, 1, generator=self.generator))
-        return int(ids[pick]), float(probs[pick])
+    def _choose(self, distribution: sampling.Distribution) -> tuple[int, float]:
+        """A rollout token and its probability: the argmax at temperature 0, else a seeded draw from the
+        whole filtered distribution (not only the ``mcts_expand`` highest tokens)."""
+        r = self.request
+        if r.temperature == 0:
+            return int(distribution.sorted_ids[0, 0]), float(distribution.sorted_p[0, 0])
+        return sampling.draw(distribution, 0, r.top_k, r.top_p, self.generator)
 
     # --- the search ------------------------------------------------------------------------
     def _expand(self, node: Node) -> None:
-        probs, ids = node.distribution
+        probs, ids = node.distribution.sorted_p[0], node.distribution.sorted_ids[0]
         count = min(self.request.mcts_expand, int((probs > 0).sum()))
         node.children = [Node(int(ids[i]), float(probs[i]), node.depth + 1) for i in range(count)]
 

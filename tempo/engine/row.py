@@ -60,6 +60,8 @@ class Row:
     request: GenerationRequest
     prompt_ids: list[int]
     sets: list[SetRecord] = field(default_factory=list)
+    prompt_truncated: int = 0
+    """Prompt tokens dropped from the left to fit the context (``truncate_prompt = "left"``)."""
     generator: torch.Generator | None = None
     stop_reason: str | None = None
     prefill_s: float = 0.0
@@ -161,4 +163,5 @@ def build_result(row: Row, tokenizer: Any, model_info: dict[str, Any]) -> Genera
         timing=timing,
         model=ModelInfo(**model_info),
         stop_reason=row.stop_reason or "max_tokens",
+        prompt_truncated=row.prompt_truncated,
     )

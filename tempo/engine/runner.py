@@ -21,6 +21,7 @@ from tempo.engine.mcts import MctsSearch
 from tempo.engine.prompt_cache import PromptCache, supports
 from tempo.engine.row import Row, build_result, stream_steps
 from tempo.engine.batch import Batch, StepCallback, check_for_model
+from tempo.engine.prompting import PromptLimits, prompt_row
 from tempo.models.loading import LoadedModel, load_from_settings
 from tempo.request import GenerationRequest, build_request
 from tempo.result import GenerationResult, Step
@@ -72,6 +73,8 @@ class Tempo:
         """The typed settings; an engine built without any takes the declared defaults."""
         self.adapter = ModelAdapter(loaded.model)
         self.eos_ids, self.pad_id = special_ids(loaded, self.settings)
+        self.limits = PromptLimits.of(self.adapter.context, self.settings)
+        """Prompt tokens at most, and the context a prompt plus its steps must fit (TEMPO_SPEC section 13)."""
         self._lock = threading.Lock()
         # An engine built bare (no settings, as in the tests) prefills every time: no prompt cache.
         self.prompt_cache = PromptCache.from_settings(settings) if settings is not None else None
@@ -92,19 +95,22 @@ class Tempo:
 
     def check(self, request: GenerationRequest) -> None:
         """Raise ``RequestError`` when ``request`` breaks a rule of this model (the others hold in
-        ``build_request``): ``num_layers_to_use`` beyond its layers."""
+        ``build_request``): ``num_layers_to_use`` beyond its layers, a prompt over ``max_prompt_tokens`` or
+        one that does not fit the context with ``max_tokens`` (unless ``truncate_prompt = "left"``)."""
         check_for_model(request, self.adapter)
+        prompt_row(None, request, self.loaded.tokenizer, self.limits)
 
     def new_batch(self, on_step: StepCallback | None = None) -> Batch:
         """An empty batch on this model for a caller that drives it step by step (the scheduler):
         ``add`` requests at any step boundary, ``step``, ``cancel``; rows leave into ``finished``.
         ``on_step(row)`` runs after each row's new set. It does not take the lock of ``run``."""
-        return Batch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, on_step, self.prompt_cache)
+        return Batch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, on_step, self.prompt_cache,
+                     self.limits)
 
     def new_search(self, request: GenerationRequest, key: Any = 0, on_step: StepCallback | None = None) -> MctsSearch:
         """A tree search (MCTS) of ``request`` on this model; ``run()`` returns its row."""
         return MctsSearch(self.adapter, self.loaded.tokenizer, self.eos_ids, self.pad_id, request, key, on_step,
-                          self.prompt_cache)
+                          self.prompt_cache, self.limits)
 
     def stream_steps(self, row: Row) -> list[Step]:
         """The steps a stream sends after ``row``'s newest set, built as the result builds them."""

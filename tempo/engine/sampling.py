@@ -4,7 +4,8 @@ Order, as in Hugging Face: per candidate row, EOS suppression before
 ``min_steps``, repetition penalty, temperature, softmax; then the rows are
 combined into one distribution (mixture / top / last); then top-k, top-p,
 renormalisation; then threshold selection. ``distribution`` is that chain up to
-top-p, written once for the batch and the tree search.
+top-p, written once for the batch and the tree search; ``draw`` is the one
+seeded draw from it (default mode's sampled rows, the tree search's rollouts).
 
 Every function is batched over rows ``B`` with per-row settings as tensors,
 so requests with different settings share one pass.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -43,10 +44,25 @@ class RowSettings:
                    repetition=any(r.repetition_penalty != 1.0 for r in requests))
 
 
+class Distribution(NamedTuple):
+    """The processed next-token distribution of B rows.
+
+    ``sorted_p``/``sorted_ids [B, W]``: the W highest tokens after top-k/top-p, highest first, as
+    ``top_k_top_p`` returns them — enough for selection (sets of at most ``need`` tokens) and the
+    whole support of every row that filters. ``p [B, V]``: the combined distribution before
+    filtering, in vocabulary order: what an unfiltered sampled row draws from (``draw``), so that
+    no row pays a full-vocabulary sort for another row's draw (None where nobody draws unfiltered:
+    the tree search keeps it only then).
+    """
+
+    sorted_p: torch.Tensor
+    sorted_ids: torch.Tensor
+    p: torch.Tensor | None
+
+
 def distribution(logits: torch.Tensor, settings: RowSettings, early: list[bool], eos_ids: list[int],
-                 seen: torch.Tensor | None = None, weights: torch.Tensor | None = None):
-    """The processed next-token distribution of each row, highest first: ``(sorted_probs [B, W],
-    sorted_ids [B, W])`` as ``top_k_top_p`` returns them.
+                 seen: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> Distribution:
+    """The processed next-token distribution of each row (``Distribution``).
 
     ``logits [B, K, V]``: the logits after each of a row's K candidates; ``early [B]``: rows before their
     ``min_steps`` (EOS suppressed); ``seen [B, V]``: the tokens the repetition penalty applies to (needed
@@ -58,7 +74,39 @@ def distribution(logits: torch.Tensor, settings: RowSettings, early: list[bool],
         logits = repetition_penalty(logits, seen, settings.penalty)
     rows = temperature_softmax(logits, settings.temperature)  # [B, K, V]
     p = rows[:, 0] if weights is None else combine(rows, weights)  # [B, V]
-    return top_k_top_p(p, settings.top_k, settings.top_p, settings.need)
+    return Distribution(*top_k_top_p(p, settings.top_k, settings.top_p, settings.need), p)
+
+
+def draw(dist: Distribution, row: int, top_k: int, top_p: float, generator: torch.Generator) -> tuple[int, float]:
+    """One seeded draw from row ``row``'s whole filtered distribution: ``(token id, probability)``.
+
+    What is drawn from depends on the row alone, never on the batch (its width W), so the same seed gives
+    the same tokens alone and in any batch (TEMPO_SPEC invariants 5 and 8). A filtering row draws with
+    ``multinomial`` — which consumes one random number per entry, so the width must be the row's own — over
+    its support as ``top_k_top_p`` sorted it: its k highest tokens, or with top-p alone the whole sorted
+    vocabulary. An unfiltered row draws over the whole vocabulary in its own order (``inverse_cdf``): no
+    sort, and one random number instead of V (``multinomial`` over 152k tokens costs ~7 ms on a CPU).
+    """
+    if top_k > 0 or top_p < 1.0:
+        width = dist.sorted_p.shape[-1]  # top-p alone: the whole vocabulary; top-k: at least its k tokens
+        width = min(top_k, width) if top_k > 0 else width
+        probs, ids = dist.sorted_p[row, :width].cpu(), dist.sorted_ids[row, :width]
+        pick = int(torch.multinomial(probs, 1, generator=generator))
+        return int(ids[pick]), float(probs[pick])
+    token = inverse_cdf(dist.p[row], generator)
+    return token, float(dist.p[row, token])
+
+
+def inverse_cdf(p: torch.Tensor, generator: torch.Generator) -> int:
+    """The index ``i`` with ``cdf[i-1] <= u * total < cdf[i]`` for one uniform ``u`` of ``generator`` (a CPU
+    generator, wherever ``p [V]`` lives). Entries of probability 0 are never drawn; float32 rounding moves
+    each entry's mass by at most ~1e-7 of the total."""
+    u = float(torch.rand((), generator=generator, dtype=torch.float64))
+    cdf = p.cumsum(0)  # [V]
+    index = int(torch.searchsorted(cdf, cdf[-1:] * u, right=True))
+    if index >= p.numel():  # u * total rounded up to the total: the last entry with mass
+        index = int(p.nonzero().max())
+    return index
 
 
 def suppress_tokens(logits: torch.Tensor, rows: list[bool], token_ids: list[int]) -> torch.Tensor:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -108,7 +107,6 @@ def write(name: str, data) -> None:
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT))
     from gradio_client import Client
 
     from tempo import Tempo

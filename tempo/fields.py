@@ -116,7 +116,7 @@ class FieldSpec:
             _choice(self.name, value, self.choices)
         elif self.type is bool:
             if not isinstance(value, bool):
-                raise RequestError(self.name, f"must be true or false, got {value!r}")
+                raise RequestError(self.name, f"must be true or false, got {shown(value)}")
         elif self.type is str:
             if not isinstance(value, str) or (self.required and not value.strip()):
                 raise RequestError(self.name, "must be a non-empty string" if self.required else "must be a string")
@@ -169,17 +169,33 @@ def check_order(request_type: type) -> tuple[FieldSpec, ...]:
     return tuple(sorted(fields_of(request_type).values(), key=lambda spec: spec.check_phase))
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut at ``limit`` characters: a refused value is echoed back, so a
+    megabyte string or an integer of 5,000 digits (whose ``repr`` Python refuses) must not make the message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past sys.get_int_max_str_digits()
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _range(name: str, value: float, lo: float, hi: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or not lo <= value <= hi:
-        raise RequestError(name, f"must be in [{lo}, {hi}], got {value!r}")
+        raise RequestError(name, f"must be in [{lo}, {hi}], got {shown(value)}")
+
+
+INT64_MAX = 2**63 - 1
+"""The bound of an integer field declared without one (``top_k``): the engine hands the values to torch as int64."""
 
 
 def _int_range(name: str, value: int, lo: int, hi: int | None) -> None:
-    shown = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
-        raise RequestError(name, f"must be an integer {'in ' if hi is not None else ''}{shown}, got {value!r}")
+    top = hi if hi is not None else INT64_MAX
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo or value > top:
+        unbounded = hi is None and not (isinstance(value, int) and value > top)
+        bounds = f">= {lo}" if unbounded else f"in [{lo}, {top}]"
+        raise RequestError(name, f"must be an integer {bounds}, got {shown(value)}")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise RequestError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        raise RequestError(name, f"must be one of {', '.join(choices)}, got {shown(value)}")

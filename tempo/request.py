@@ -18,13 +18,14 @@ from typing import Any
 
 from tempo.errors import RequestError
 from tempo.fields import (  # noqa: F401 -- the declaration's vocabulary, imported from here by the interfaces
-    LIMITS, MAIN_GROUP, OTHER_GROUP, FieldSpec, Flag, check_order, declare, fields_of, limit_arg,
+    LIMITS, MAIN_GROUP, OTHER_GROUP, FieldSpec, Flag, check_order, declare, fields_of, limit_arg, shown,
 )
 
 NEXT_LOGITS_MODES = ("mixture", "top", "last")
 SCHEDULES = ("constant", "bezier", "relu")
 MODES = ("tempo", "default", "mcts")
 COMPLETE_PRUNING_MODES = ("keep_token", "keep_unattended", "remove_position")
+TRUNCATE_PROMPT = ("none", "left")
 UI_GROUPS = (MAIN_GROUP, "Sampling", "Dynamic thresholds", "Retroactive pruning", "MCTS")
 """The app's groups in screen order; a group not listed comes after them, "Other settings" last."""
 
@@ -102,6 +103,14 @@ class GenerationRequest:
                                         help="add the thinking system message through the chat template")
     system_content: str = _generation("", label="System message", info="overrides the thinking message",
                                       help="a system message (overrides the thinking message)")
+    truncate_prompt: str = _generation(
+        "none", choices=TRUNCATE_PROMPT, label="Truncate the prompt",
+        info="left: drop the oldest prompt tokens when the prompt + max tokens exceed the model's context",
+        help="none: refuse a prompt that does not fit the model's context with max_tokens; left: drop its oldest "
+             "tokens (a leading BOS stays) and say so in the result's prompt_truncated",
+        doc="none: a prompt whose tokens plus max_tokens exceed the model's context is refused (naming the counts); "
+            "left: its oldest tokens are dropped (a leading BOS token stays) and the result's `prompt_truncated` "
+            "counts them")
     seed: int = _generation(0, lo=0, hi=2**63 - 1, slider=False, ui_before="max_parallel_tokens",
                             checked_last=True, label="Seed", info="for sampled default mode")
     # --- retroactive pruning (settings section ``pruning``; TEMPO_SPEC sections 5 and 6) ---
@@ -233,6 +242,6 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         if kind == "float" and not isinstance(value, bool):
             return float(value)
-    except (TypeError, ValueError):
-        raise RequestError(name, f"must be a number ({kind}), got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past the largest float
+        raise RequestError(name, f"must be a number ({kind}), got {shown(value)}") from None
     return value

@@ -8,11 +8,14 @@
 
 The ``api`` settings section is enforced here: ``host``/``port`` (``serve``),
 ``cors_origins``, ``rate_limit`` (REST requests per client per minute, 429 past
-it; 0 = off), ``max_concurrent_requests`` (REST generations in flight, 503 past
-it), ``request_timeout`` (seconds; 504 and the request leaves the batch).
+it; 0 = off; the client is the first ``X-Forwarded-For`` address when
+``trust_proxy_headers``), ``max_concurrent_requests`` (REST generations in flight, 503 past
+it), ``request_timeout`` (seconds; 504 and the request leaves the batch), ``max_body_bytes``
+(413 past it, before the body is parsed: ``tempo/serve/body_limit.py``).
 """
 import asyncio
 import logging
+import math
 import os
 import socket
 import threading
@@ -23,15 +26,18 @@ from typing import Any, Mapping, Optional
 import gradio as gr
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tempo.errors import RequestError
 from tempo.engine.runner import Tempo
 from tempo.request import FIELDS, FieldSpec, build_request
-from tempo.serve.scheduler import Job, Scheduler
+from tempo.serve.body_limit import BodyLimit
+from tempo.serve.jobs import Job, JobQueue
 from tempo.serve.zerogpu import make_scheduler
 from tempo.settings.schema import ApiSettings, Settings
 
@@ -51,18 +57,30 @@ def request_model(fields: Mapping[str, FieldSpec] = FIELDS):
     return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **body)
 
 
-class RateLimiter:
-    """A sliding window per client: at most ``limit`` requests in any ``window`` seconds."""
+def client_address(request: Request, trust_proxy_headers: bool = False) -> str:
+    """Who sent ``request``: the first address of ``X-Forwarded-For`` when ``trust_proxy_headers`` (behind a
+    proxy, a Space's, every connection comes from the proxy), else the connection's peer. Never trusted by
+    default: a client that reaches the server directly could name any address."""
+    if trust_proxy_headers:
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+        if forwarded:
+            return forwarded
+    return request.client.host if request.client else "unknown"
 
-    def __init__(self, limit: int, window: float = 60.0):
-        self.limit, self.window = limit, window
+
+class RateLimiter:
+    """A sliding window per client (:func:`client_address`): at most ``limit`` requests in any ``window``
+    seconds."""
+
+    def __init__(self, limit: int, window: float = 60.0, trust_proxy_headers: bool = False):
+        self.limit, self.window, self.trust_proxy_headers = limit, window, trust_proxy_headers
         self.hits: dict[str, deque[float]] = defaultdict(deque)
         self.lock = threading.Lock()
 
     def __call__(self, request: Request) -> None:
         if self.limit <= 0:
             return
-        client = request.client.host if request.client else "unknown"
+        client = client_address(request, self.trust_proxy_headers)
         now = time.monotonic()
         with self.lock:
             hits = self.hits[client]
@@ -75,7 +93,7 @@ class RateLimiter:
             hits.append(now)
 
 
-def create_app(engine: Tempo, settings: Settings | None = None, scheduler: Scheduler | None = None,
+def create_app(engine: Tempo, settings: Settings | None = None, scheduler: JobQueue | None = None,
                config: ApiSettings | None = None) -> FastAPI:
     """The FastAPI app: REST routes, then the Gradio app mounted at ``/``. ``app.state`` holds the
     scheduler (one per engine: share it between apps with ``scheduler=``)."""
@@ -93,7 +111,7 @@ def create_app(engine: Tempo, settings: Settings | None = None, scheduler: Sched
     return gr.mount_gradio_app(app, demo, path="/", theme=THEME, css=CSS, footer_links=["api", "gradio"])
 
 
-def rest_app(engine: Tempo, settings: Settings, scheduler: Scheduler, config: ApiSettings) -> FastAPI:
+def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: ApiSettings) -> FastAPI:
     """The REST half: CORS, the rate limit on every route, ``/health`` and ``/generate`` (the handlers are thin:
     :func:`health_report`, :func:`answer_generate`)."""
     docs = config.enable_docs
@@ -104,7 +122,9 @@ def rest_app(engine: Tempo, settings: Settings, scheduler: Scheduler, config: Ap
     app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["*"],
                        allow_headers=["*"])
     app.add_exception_handler(RequestValidationError, invalid_body)
-    limiter = RateLimiter(config.rate_limit, config.rate_limit_window)
+    app.add_exception_handler(StarletteHTTPException, unparsable_body)  # FastAPI raises Starlette's for a bad body
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)  # 413 before any body is parsed
+    limiter = RateLimiter(config.rate_limit, config.rate_limit_window, config.trust_proxy_headers)
     slots = threading.BoundedSemaphore(config.max_concurrent_requests)
     Body = request_model()
 
@@ -125,22 +145,36 @@ async def invalid_body(request: Request, exc: RequestValidationError) -> JSONRes
     """A body pydantic rejects (an unknown field, a wrong JSON type): 422 naming the first field."""
     first = exc.errors()[0] if exc.errors() else {}
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    field = loc[0] if loc else "body"
+    # Not JSON at all: FastAPI's loc holds the character offset of the error (("body", 0)), not a field.
+    field = loc[0] if loc and first.get("type") != "json_invalid" else "body"
     return JSONResponse({"detail": f"{field}: {first.get('msg', 'invalid')}", "field": field,
                          "errors": jsonable(exc.errors())}, status_code=422)
 
 
-def health_report(engine: Tempo, scheduler: Scheduler) -> dict:
+PARSE_ERROR = "There was an error parsing the body"
+"""FastAPI's 400 for a body it cannot even decode (bytes that are no text, before any JSON parsing)."""
+
+
+async def unparsable_body(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """A body FastAPI cannot decode: 422 naming ``body``, like one that is not JSON; other HTTP errors as FastAPI
+    answers them."""
+    if exc.status_code == 400 and exc.detail == PARSE_ERROR:
+        return JSONResponse({"detail": "body: not JSON text (its bytes cannot be decoded)", "field": "body"},
+                            status_code=422)
+    return await http_exception_handler(request, exc)
+
+
+def health_report(engine: Tempo, scheduler: JobQueue) -> dict:
     info = engine.loaded.info()
     return {"status": "ok", "model_loaded": True, "model": info["id"], "device": info["device"],
             "dtype": info["dtype"], **scheduler.stats()}
 
 
-async def answer_generate(values: dict[str, Any], request: Request, settings: Settings, scheduler: Scheduler,
+async def answer_generate(values: dict[str, Any], request: Request, settings: Settings, scheduler: JobQueue,
                           config: ApiSettings, slots: threading.BoundedSemaphore) -> JSONResponse:
     """POST /generate: validate (422 naming the field), take a slot (503 past ``max_concurrent_requests``),
     wait for the scheduler's result (504 past ``request_timeout``), answer the result JSON."""
-    client = request.client.host if request.client else "?"
+    client = client_address(request, config.trust_proxy_headers)
     log.debug("POST /generate from %s: %d prompt characters, fields %s", client, len(values.get("prompt", "")),
               sorted(k for k in values if k != "prompt"))
     try:
@@ -179,11 +213,13 @@ async def wait_for_job(job: Job, request: Request, timeout: float) -> None:
 
 
 def jsonable(value: Any) -> Any:
-    """Pydantic error details with their exceptions made strings."""
+    """Pydantic error details with their exceptions made strings (and nan / infinities: JSON has none)."""
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 

@@ -101,6 +101,9 @@ class ModelSettings(Section):
 class _GenerationOnly(Section):
     max_tokens_limit: int = key(request.LIMITS["generation.max_tokens_limit"], "requests above this are rejected",
                                 lo=1)
+    max_prompt_tokens: int = key(32768, "prompts of more tokens are refused (422 naming prompt)", lo=1)
+    max_context: int = key(0, "positions a request may use (prompt + max_tokens); 0 = the model's "
+                              "max_position_embeddings, else the smaller of the two", lo=0)
     eos_token_id: int = key(-1, "-1: the model's generation config / tokenizer", lo=-1)
     pad_token_id: int = key(-1, "-1: the model's generation config / tokenizer", lo=-1)
 
@@ -210,6 +213,9 @@ class ApiSettings(Section):
     request_timeout: float = key(300.0, "seconds; past it the request leaves the batch", gt=0)
     rate_limit: int = key(100, "REST requests per client per rate_limit_window seconds; 0 = off", lo=0)
     rate_limit_window: float = key(60.0, "seconds", gt=0)
+    max_body_bytes: int = key(1_048_576, "REST request bodies over this many bytes answer 413", lo=1)
+    trust_proxy_headers: bool = flag(False, "rate limit per X-Forwarded-For (its first address): only behind a "
+                                      "proxy that sets it, as a Space's; a client could spoof it")
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,10 @@ class AppSettings(Section):
     concurrency_limit: int = key(32, "Gradio events running at once", lo=1)
     stream_interval: float = key(0.25, "seconds between streamed updates", lo=0.0, hi=10.0)
     generate_batch_max_size: int = key(8, "/generate_batch: calls Gradio groups into one batch", lo=1, hi=256)
+    max_result_folders: int = key(32, "tempo-result-* download folders kept in the temp dir; the oldest "
+                                  "go first", lo=1)
+    download_cache_age: int = key(3600, "seconds Gradio keeps the files it served (a run's downloads) in its "
+                                  "cache, checked as often", lo=1)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,12 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def long_model_dir(tmp_path_factory):
+    """The tiny Llama with a 4,096-position context: server tests cancel runs longer than 256 steps."""
+    return save_tiny(tmp_path_factory.mktemp("long") / "llama", "llama", positions=4096)
+
+
+@pytest.fixture(scope="session")
 def engines(tiny_model_dir):
     from tempo.engine.runner import Tempo
     from tempo.models.loading import load_model

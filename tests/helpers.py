@@ -114,10 +114,14 @@ def build_model(kind: str, vocab_size: int, seed: int = 0, sharpen: float = 8.0)
     return model.eval()
 
 
-def save_tiny(path: Path, kind: str, seed: int = 0) -> Path:
-    """A tiny model of ``kind`` and the word-level tokenizer, saved with save_pretrained in ``path``."""
+def save_tiny(path: Path, kind: str, seed: int = 0, positions: int | None = None) -> Path:
+    """A tiny model of ``kind`` and the word-level tokenizer, saved with save_pretrained in ``path``;
+    ``positions`` gives it a longer context than ``COMMON``'s 256 (same weights: RoPE does not depend on it)."""
     tokenizer = build_tokenizer()
-    build_model(kind, len(tokenizer), seed=seed).save_pretrained(path)
+    model = build_model(kind, len(tokenizer), seed=seed)
+    if positions is not None:
+        model.config.max_position_embeddings = positions
+    model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 

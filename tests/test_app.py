@@ -19,10 +19,10 @@ SET = {"selection_threshold": 0.05, "max_tokens": 10, "min_steps": 10}
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model_dir):
+def served(long_model_dir):
     """One engine, scheduler and server for the module (a fresh scheduler: its counters are ours)."""
     settings = load_settings(overrides={"app.stream_interval": 0.0})  # every step streams: the test sees the text grow
-    engine = Tempo(load_model(str(tiny_model_dir["llama"])), settings)
+    engine = Tempo(load_model(str(long_model_dir)), settings)
     server = Server(create_app(engine, settings), host="127.0.0.1").start()
     yield engine, server
     server.close()

@@ -15,9 +15,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow,
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
+def server(long_model_dir):
     settings = load_settings()
-    engine = Tempo(load_model(str(tiny_model_dir["llama"])), settings)
+    engine = Tempo(load_model(str(long_model_dir)), settings)
     server = Server(create_app(engine, settings), host="127.0.0.1").start()
     yield server
     server.close()

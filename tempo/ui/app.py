@@ -7,10 +7,8 @@ the request field it sets (``tempo.ui.controls``). The named API endpoints for
 """
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
@@ -18,11 +16,12 @@ import gradio as gr
 from tempo.models import info as model_info
 from tempo.serve import endpoints
 from tempo.ui import controls
+from tempo.ui.downloads import ResultFolders
 from tempo.request import FIELDS, MODES
 from tempo.ui.plots import result_figures, schedule_figure
 from tempo.ui.render import SPAN_COLOURS, candidates_table, highlighted_spans, streamed_texts, summary
 from tempo.result import GenerationResult
-from tempo.serve.scheduler import ENDS, Job, Scheduler
+from tempo.serve.jobs import ENDS, Job, JobQueue
 
 COMPARE = "compare"
 DEFAULT_EXAMPLES = [
@@ -49,15 +48,6 @@ def status_line(job: Job, started: float) -> str:
         return f"⏳ queued — position **{position + 1}** (requests ahead: {position})"
     return (f"▶ step **{len(job.steps)}** / {job.request.max_tokens} · "
             f"{time.perf_counter() - started:.1f} s")
-
-
-def save_downloads(result: GenerationResult) -> tuple[str, str]:
-    """The result as JSON and as the candidates CSV, in a fresh folder of the temp dir (Gradio serves it)."""
-    folder = Path(tempfile.mkdtemp(prefix="tempo-result-"))
-    json_path, csv_path = folder / "tempo_result.json", folder / "tempo_candidates.csv"
-    json_path.write_text(result.to_json(indent=2), encoding="utf-8")
-    candidates_table(result).to_csv(csv_path, index=False)
-    return str(json_path), str(csv_path)
 
 
 CURVE_FIELDS = ("selection_schedule", "selection_threshold", "selection_final_threshold", "bezier_p1", "bezier_p2",
@@ -88,6 +78,8 @@ class Layout:
     compare_out: dict[str, tuple[gr.HighlightedText, gr.Markdown]] = field(default_factory=dict)
     model_json: gr.JSON | None = None
     refresh: gr.Button | None = None
+    downloads: ResultFolders | None = None
+    """Where the finished results' download files go (not a component: the handlers' one piece of state)."""
 
     @property
     def outputs(self) -> list[gr.components.Component]:
@@ -96,7 +88,7 @@ class Layout:
                 self.table, self.raw, *compare]
 
 
-def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
+def create_demo(scheduler: JobQueue, settings: Any = None) -> gr.Blocks:
     """The Blocks app over ``scheduler`` (its engine's settings give the defaults): :func:`layout`, then the
     events (:func:`wire`), then the named ``gradio_client`` endpoints."""
     engine = scheduler.engine
@@ -105,8 +97,10 @@ def create_demo(scheduler: Scheduler, settings: Any = None) -> gr.Blocks:
     defaults = api.defaults()
     stream_every = settings.app.stream_interval
 
-    with gr.Blocks(title="TEMPO — where the model hesitates") as demo:
+    age = settings.app.download_cache_age  # Gradio's copies of the downloads, as ResultFolders bounds ours
+    with gr.Blocks(title="TEMPO — where the model hesitates", delete_cache=(age, age)) as demo:
         ui = layout(api, defaults)
+        ui.downloads = ResultFolders(settings.app.max_result_folders)
         wire(demo, ui, scheduler, api, stream_every)
         wire_schedule_plot(demo, ui, defaults)
         endpoints.register(api, settings.app.generate_batch_max_size)
@@ -204,7 +198,7 @@ def model_tab(api: endpoints.Endpoints) -> tuple[gr.JSON, gr.Button]:
     return model_json, refresh
 
 
-def wire(demo: gr.Blocks, ui: Layout, scheduler: Scheduler, api: endpoints.Endpoints, stream_every: float) -> None:
+def wire(demo: gr.Blocks, ui: Layout, scheduler: JobQueue, api: endpoints.Endpoints, stream_every: float) -> None:
     """Generate (button or Enter in the prompt), Stop (cancels both), Refresh of the model tab."""
     names = list(ui.fields)
 
@@ -222,7 +216,7 @@ def wire(demo: gr.Blocks, ui: Layout, scheduler: Scheduler, api: endpoints.Endpo
     ui.refresh.click(api.model_info, None, ui.model_json, api_name="ui_model_info", api_visibility="private")
 
 
-def generate_updates(ui: Layout, scheduler: Scheduler, api: endpoints.Endpoints, stream_every: float,
+def generate_updates(ui: Layout, scheduler: JobQueue, api: endpoints.Endpoints, stream_every: float,
                      prompt_text: str, mode_value: str, overrides: dict[str, Any]) -> Iterator[dict]:
     """Submit the request (every variant for compare), stream the lead's steps, then the final outputs.
     The jobs are cancelled on the way out, so Stop or a closed tab frees their batch rows."""
@@ -237,7 +231,7 @@ def generate_updates(ui: Layout, scheduler: Scheduler, api: endpoints.Endpoints,
         for update in lead.stream(timeout=api.timeout, every=stream_every):
             if update.state in ENDS:
                 continue
-            text, clean_text = streamed_texts(lead.request.prompt, lead.steps)
+            text, clean_text = streamed_texts(lead.request.prompt, lead.steps, marks=True)
             yield {ui.spans: highlighted_spans(lead.request.prompt, lead.steps), ui.bracketed: text,
                    ui.clean: clean_text, ui.status: status_line(lead, started)}
         results = {name: endpoints.wait(job, api.timeout) for name, job in zip(variants, jobs)}
@@ -252,8 +246,8 @@ def generate_updates(ui: Layout, scheduler: Scheduler, api: endpoints.Endpoints,
 
 def final_outputs(ui: Layout, result: GenerationResult, others: dict[str, GenerationResult]) -> dict:
     """Every output for a finished result (and, for compare, each variant's spans and summary)."""
-    json_path, csv_path = save_downloads(result)
-    text, clean_text = streamed_texts(result.prompt, result.steps)
+    json_path, csv_path = ui.downloads.save(result)
+    text, clean_text = streamed_texts(result.prompt, result.steps, marks=True)  # result.text stays raw
     out = {
         ui.spans: highlighted_spans(result.prompt, result.steps), ui.bracketed: text, ui.clean: clean_text,
         ui.raw: result.to_dict(), ui.table: candidates_table(result),

@@ -1,9 +1,12 @@
-"""Text views of a result: terminal colours, highlighted spans and a pandas table for the interface."""
+"""Text views of a result: terminal colours, highlighted spans and a pandas table for the interface.
+
+Inside a parallel set the views show whitespace as marks (↵ newline, → tab, ␣ a space at an end:
+``tempo.engine.output.visible``), so a set stays on one line; the result JSON keeps the raw text."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tempo.engine.output import bracketed_text, clean_text, format_set
+from tempo.engine.output import bracketed_text, clean_text, format_set, struck
 from tempo.result import KEPT, PRUNED, GenerationResult, Step
 
 if TYPE_CHECKING:
@@ -20,7 +23,7 @@ def terminal_text(result: GenerationResult, colour: bool) -> str:
         kept = [c.text for c in step.kept]
         if not kept:
             continue
-        shown = format_set(kept)
+        shown = format_set(kept, marks=True)
         parts.append(f"{SET_COLOUR}{shown}{RESET}" if colour and len(kept) > 1 else shown)
     return "".join(parts)
 
@@ -31,27 +34,20 @@ SET, PRUNED, REMOVED_LABEL, UNATTENDED = "set", "pruned", "removed", "unattended
 SPAN_COLOURS = {SET: "#7dd3fc", PRUNED: "#d1d5db", REMOVED_LABEL: "#fca5a5", UNATTENDED: "#fde68a"}
 """Colours of ``gr.HighlightedText``'s labels: sets blue, pruned grey (and struck), removed red."""
 
-STRIKE = "\u0336"
-
-
-def struck(text: str) -> str:
-    """``text`` with a combining long stroke after each character: shown struck through anywhere."""
-    return "".join(ch + STRIKE if not ch.isspace() else ch for ch in text)
-
-
 def step_spans(step: Step) -> list[tuple[str, str | None]]:
-    """One step as (text, label) pairs: a single kept token plain; a set ``[a/b]`` labelled ``set``;
-    pruned candidates struck inside the brackets (labelled ``pruned`` when pruning left one token);
-    a removed position struck and labelled ``removed``; an unattended step labelled ``unattended``."""
+    """One step as (text, label) pairs: a single kept token plain (its whitespace raw); a set ``[a/b]``
+    labelled ``set``, its whitespace marked; pruned candidates struck inside the brackets (labelled
+    ``pruned`` when pruning left one token); a removed position struck and labelled ``removed``; an
+    unattended step labelled ``unattended``."""
     shown = [c for c in step.candidates if c.status in (KEPT, PRUNED)]
     kept = [c for c in shown if c.status == KEPT]
     if not kept:
-        return [(struck(format_set([c.text for c in step.candidates])), REMOVED_LABEL)]
+        return [(struck(format_set([c.text for c in step.candidates], marks=True)), REMOVED_LABEL)]
     if len(shown) == 1:
         return [(shown[0].text, UNATTENDED if step.unattended else None)]
-    texts = [c.text if c.status == KEPT else struck(c.text) for c in shown]  # a struck text keeps its spaces
+    pruned = [i for i, c in enumerate(shown) if c.status == PRUNED]
     label = UNATTENDED if step.unattended else (SET if len(kept) > 1 else PRUNED)
-    return [(format_set(texts), label)]
+    return [(format_set([c.text for c in shown], marks=True, strike=pruned), label)]
 
 
 def highlighted_spans(prompt: str, steps: list[Step]) -> list[tuple[str, str | None]]:
@@ -66,9 +62,10 @@ def highlighted_spans(prompt: str, steps: list[Step]) -> list[tuple[str, str | N
     return spans
 
 
-def streamed_texts(prompt: str, steps: list[Step]) -> tuple[str, str]:
-    """The bracketed and the clean text of the steps so far."""
-    return prompt + bracketed_text(steps), prompt + clean_text(steps)
+def streamed_texts(prompt: str, steps: list[Step], marks: bool = False) -> tuple[str, str]:
+    """The bracketed and the clean text of the steps so far (``marks``: whitespace inside sets shown, for
+    the UI's bracketed view; the clean text is always raw)."""
+    return prompt + bracketed_text(steps, marks), prompt + clean_text(steps)
 
 
 def candidates_table(result: GenerationResult) -> "pd.DataFrame":

@@ -77,3 +77,17 @@ def engines(tiny_model_dir):
 @pytest.fixture(params=MODEL_KINDS)
 def engine(request, engines):
     return engines[request.param]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the browser tests (the distribution's, never ``playwright install``)."""
+    from playwright.sync_api import sync_playwright
+
+    from helpers import CHROMIUM
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield browser
+        browser.close()

@@ -9,6 +9,7 @@ architecture, the layer types ``info`` must list and whether TEMPO runs it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -33,6 +34,9 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}"
     "{% if add_generation_prompt %}<s> assistant : {% endif %}"
 )
+
+CHROMIUM = Path("/usr/bin/chromium")
+"""The distribution's Chromium that the browser tests drive (tests/run.sh installs it)."""
 
 
 def build_tokenizer(chat_template: bool = True):
@@ -226,3 +230,22 @@ def record_jobs(monkeypatch, scheduler) -> JobRecorder:
 
     monkeypatch.setattr(scheduler, "submit_many", recording)
     return recorder
+
+
+# --- a real server ---------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def serving(model_path, settings=None):
+    """An engine on ``model_path`` and a real server (REST + the Gradio app) on loopback: ``(engine, server)``."""
+    from tempo.engine.runner import Tempo
+    from tempo.models.loading import load_model
+    from tempo.serve.rest import Server, create_app
+    from tempo.settings import load_settings
+
+    settings = settings if settings is not None else load_settings()
+    engine = Tempo(load_model(str(model_path)), settings)
+    server = Server(create_app(engine, settings), host="127.0.0.1").start()
+    try:
+        yield engine, server
+    finally:
+        server.close()

@@ -8,10 +8,8 @@ from gradio_client.exceptions import AppError
 
 from tempo.serve.rest import ApiConfig, Server, create_app
 from tempo.settings.loader import load_settings
-from tempo.engine.runner import Tempo
-from tempo.models.loading import load_model
 from tempo.result import GenerationResult
-from helpers import alone, record_jobs, same
+from helpers import alone, record_jobs, same, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]  # every test here talks to a real server on loopback
 
@@ -22,10 +20,8 @@ SET = {"selection_threshold": 0.05, "max_tokens": 10, "min_steps": 10}
 def served(long_model_dir):
     """One engine, scheduler and server for the module (a fresh scheduler: its counters are ours)."""
     settings = load_settings(overrides={"app.stream_interval": 0.0})  # every step streams: the test sees the text grow
-    engine = Tempo(load_model(str(long_model_dir)), settings)
-    server = Server(create_app(engine, settings), host="127.0.0.1").start()
-    yield engine, server
-    server.close()
+    with serving(long_model_dir, settings) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

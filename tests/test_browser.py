@@ -4,34 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from tempo.serve.rest import Server, create_app
-from tempo.settings.loader import load_settings
-from tempo.engine.runner import Tempo
-from tempo.models.loading import load_model
+from helpers import CHROMIUM, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (tests/run.sh installs it)")]
 
 
 @pytest.fixture(scope="module")
 def server(long_model_dir):
-    settings = load_settings()
-    engine = Tempo(load_model(str(long_model_dir)), settings)
-    server = Server(create_app(engine, settings), host="127.0.0.1").start()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
+    with serving(long_model_dir) as (_, server):
+        yield server
 
 
 def test_slider_generate_and_a_parallel_set_on_the_page(server, browser, tmp_path):

@@ -3,12 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from tempo.engine.runner import Tempo
-from tempo.models.loading import load_model
-from tempo.serve.rest import Server, create_app
-from tempo.settings.loader import load_settings
+from helpers import CHROMIUM, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
 BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "models" / "tempo-tiny-code"
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow, pytest.mark.usefixtures("clean_tempo_env"),
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (tests/run.sh installs it)")]
@@ -19,22 +15,15 @@ PROMPT, SETTINGS = "import os", {"selection_threshold": 0.05, "max_tokens": 3}
 
 @pytest.fixture(scope="module")
 def served():
-    settings = load_settings()
-    engine = Tempo(load_model(str(BUNDLED)), settings)
-    server = Server(create_app(engine, settings), host="127.0.0.1").start()
-    yield engine, server
-    server.close()
+    with serving(BUNDLED) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser.new_page(viewport={"width": 1400, "height": 1000})
-        browser.close()
+def page(browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    yield page
+    page.close()
 
 
 def line_boxes(page, selector_text: str) -> list[dict]:

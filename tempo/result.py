@@ -31,6 +31,12 @@ class Step:
     attention_threshold: float | None = None
     unattended: bool = False
     candidates: list[Candidate] = field(default_factory=list)
+    entropy: float | None = None
+    """Entropy (nats) of the distribution the set was selected from: the candidates' rows after the EOS rule
+    and repetition penalty, at temperature 1, combined by the next_logits_mode weights, before top-k/top-p
+    (TEMPO_SPEC section 11)."""
+    varentropy: float | None = None
+    """``sum p(x) (log p(x) + entropy)^2`` of the same distribution (nats squared)."""
 
     @property
     def kept(self) -> list[Candidate]:

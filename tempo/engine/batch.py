@@ -193,6 +193,10 @@ class Batch:
         weights = sampling.mode_weights(self.set_probs, self.kept, self.modes)  # [B, K]
         dist = sampling.distribution(self.logits, self.sampling, early, self.eos_ids, self.seen, weights)
         sorted_p, sorted_ids = dist.sorted_p, dist.sorted_ids
+        t = self.sampling.temperature
+        unit = dist.p if bool(((t == 0) | (t == 1)).all()) else sampling.unit_distribution(
+            self.logits, self.sampling, early, self.eos_ids, self.seen, weights)  # [B, V] at temperature 1
+        self.entropies = sampling.entropy(unit).tolist()  # [B] of (entropy, varentropy), read by step()
         threshold = torch.tensor(thresholds, device=sorted_p.device)
         sizes = sampling.set_sizes(sorted_p, threshold, self.sampling.need, self.single)
         width = int(sizes.max())
@@ -271,7 +275,8 @@ class Batch:
                 row.stop_reason, row.finished_at = "eos", now
                 continue
             keep = [i for i, t in enumerate(ids) if t not in self.eos_ids]
-            row.sets.append(SetRecord([ids[i] for i in keep], [probs[i] for i in keep], thresholds[b]))
+            row.sets.append(SetRecord([ids[i] for i in keep], [probs[i] for i in keep], thresholds[b],
+                                      entropy=tuple(self.entropies[b])))
             if len(row.sets) >= row.request.max_tokens:
                 row.stop_reason, row.finished_at = "max_tokens", now
                 if row.request.use_retroactive_pruning:

@@ -77,6 +77,27 @@ def distribution(logits: torch.Tensor, settings: RowSettings, early: list[bool],
     return Distribution(*top_k_top_p(p, settings.top_k, settings.top_p, settings.need), p)
 
 
+def unit_distribution(logits: torch.Tensor, settings: RowSettings, early: list[bool], eos_ids: list[int],
+                      seen: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The distribution a set is selected from, at temperature 1 (TEMPO_SPEC section 11): ``distribution``'s
+    chain without the temperature and before top-k/top-p. ``[B, V]``; the arguments as ``distribution``'s."""
+    logits = suppress_tokens(logits, early, eos_ids)
+    if settings.repetition:
+        logits = repetition_penalty(logits, seen, settings.penalty)
+    rows = torch.softmax(logits, dim=-1)  # [B, K, V]
+    return rows[:, 0] if weights is None else combine(rows, weights)
+
+
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy ``H = -sum p log p`` and varentropy ``sum p (log p + H)^2`` (nats) of each row of ``p [B, V]``:
+    ``[B, 2]``. Tokens of probability 0 (a suppressed EOS) add nothing."""
+    p = p.double()  # the sums run over the whole vocabulary
+    logs = torch.where(p > 0, p.log(), torch.zeros_like(p))  # [B, V]
+    h = -(p * logs).sum(-1)  # [B]
+    varentropy = (p * (logs + h[:, None]) ** 2).sum(-1)
+    return torch.stack([h, varentropy], dim=-1)
+
+
 def draw(dist: Distribution, row: int, top_k: int, top_p: float, generator: torch.Generator) -> tuple[int, float]:
     """One seeded draw from row ``row``'s whole filtered distribution: ``(token id, probability)``.
 

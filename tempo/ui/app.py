@@ -158,7 +158,10 @@ def output_tabs(status: gr.Markdown, **control_part: Any) -> Layout:
             json_file = gr.DownloadButton("Download JSON", value=None, interactive=False)
             csv_file = gr.DownloadButton("Download CSV", value=None, interactive=False)
     with gr.Tab("Plots"):
-        plots = [gr.Plot(show_label=False) for _ in range(4)]
+        with gr.Row():  # set sizes beside entropy: the two views of where the model hesitated
+            plots = [gr.Plot(show_label=False, elem_id="plot-set-sizes"),
+                     gr.Plot(show_label=False, elem_id="plot-entropy")]
+        plots += [gr.Plot(show_label=False) for _ in range(3)]
     with gr.Tab("Table"):
         table = gr.Dataframe(label="Candidates (one row per candidate)", wrap=True)
     with gr.Tab("JSON"):

@@ -69,7 +69,8 @@ def streamed_texts(prompt: str, steps: list[Step], marks: bool = False) -> tuple
 
 
 def candidates_table(result: GenerationResult) -> "pd.DataFrame":
-    """One row per candidate: step, position, rank in its set, token, probability, fate, thresholds."""
+    """One row per candidate: step, position, rank in its set, token, probability, fate, thresholds, and its
+    step's entropy and varentropy (nats; TEMPO_SPEC section 11)."""
     import pandas as pd
 
     rows = []
@@ -81,9 +82,11 @@ def candidates_table(result: GenerationResult) -> "pd.DataFrame":
                 "pruned_at_step": c.pruned_at_step, "attention": c.attention,
                 "set_size": len(step.candidates), "selection_threshold": step.selection_threshold,
                 "attention_threshold": step.attention_threshold, "unattended": step.unattended,
+                "entropy": step.entropy, "varentropy": step.varentropy,
             })
     columns = ["step", "position", "rank", "token_id", "text", "probability", "status", "pruned_at_step",
-               "attention", "set_size", "selection_threshold", "attention_threshold", "unattended"]
+               "attention", "set_size", "selection_threshold", "attention_threshold", "unattended", "entropy",
+               "varentropy"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -74,6 +74,8 @@ class GenerationResult:
     """``eos`` or ``max_tokens``."""
     prompt_truncated: int = 0
     """Prompt tokens dropped from the left to fit the model's context (``truncate_prompt = "left"``); 0: none."""
+    parent: dict[str, Any] | None = None
+    """A branch's parent (TEMPO_SPEC section 12): ``{"prompt", "step", "token_id"}``; None for a generation."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -52,7 +52,7 @@ def branch_request(parent: GenerationResult | dict[str, Any], step: Any, token_i
     parent = parent_result(parent)
     _whole("step", step)
     _whole("token_id", token_id)
-    fixed = sorted(set(overrides) & set(FIXED))
+    fixed = sorted(name for name in FIXED if overrides.get(name) is not None)
     if fixed:
         raise RequestError(fixed[0], "a branch takes it from its parent, its step and its token; it cannot be set")
     if vocab_size is not None and token_id >= vocab_size:

@@ -158,3 +158,4 @@ def register(api: Endpoints, max_batch_size: int = 8) -> None:
     gr.api(generate_batch, api_name="generate_batch", batch=True, max_batch_size=max_batch_size)
     gr.api(compare, api_name="compare")
     gr.api(model_info, api_name="model_info")
+    from tempo.serve import branch_api; branch_api.register(api)  # noqa: E702 -- /branch (issue 13)

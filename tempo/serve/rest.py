@@ -2,6 +2,7 @@
 
     GET  /health     model loaded, device, queue depth, batches run, mean batch size
     POST /generate   the request JSON (``prompt`` + any request field) -> the result JSON;
+    POST /branch     a result (or its request), step, token_id, overrides -> the branch (serve/branch_api.py);
                      422 naming the field on bad input
     GET  /docs       OpenAPI docs, when ``api.enable_docs``
     /                the Gradio app (its own API under /gradio_api/)
@@ -137,6 +138,8 @@ def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: Api
     async def generate(body: Body, request: Request) -> JSONResponse:  # type: ignore[valid-type]
         """The request JSON of TEMPO_SPEC (``prompt`` + any request field) -> the result JSON."""
         return await answer_generate(body.model_dump(exclude_none=True), request, settings, scheduler, config, slots)
+
+    from tempo.serve import branch_api; branch_api.add_route(app, settings, scheduler, config, slots, limiter)  # noqa: E702
 
     return app
 

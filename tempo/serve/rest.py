@@ -2,8 +2,8 @@
 
     GET  /health     model loaded, device, queue depth, batches run, mean batch size
     POST /generate   the request JSON (``prompt`` + any request field) -> the result JSON;
-    POST /branch     a result (or its request), step, token_id, overrides -> the branch (serve/branch_api.py);
                      422 naming the field on bad input
+    POST /branch     a result (or its request), step, token_id, overrides -> the branch (serve/branch_api.py)
     GET  /docs       OpenAPI docs, when ``api.enable_docs``
     /                the Gradio app (its own API under /gradio_api/)
 

@@ -15,7 +15,7 @@ import gradio as gr
 
 from tempo.models import info as model_info
 from tempo.serve import endpoints
-from tempo.ui import controls
+from tempo.ui import controls, explore
 from tempo.ui.downloads import ResultFolders
 from tempo.request import FIELDS, MODES
 from tempo.ui.plots import result_figures, schedule_figure
@@ -121,6 +121,7 @@ def layout(api: endpoints.Endpoints, defaults: dict[str, Any]) -> Layout:
             with gr.Tabs():
                 ui = output_tabs(status, **controls_part)
                 ui.compare_out = compare_tab()
+                ui.current = explore.build(api, ui)  # the Explore tab: branches (and forks, layers) of the result
                 ui.model_json, ui.refresh = model_tab(api)
     return ui
 

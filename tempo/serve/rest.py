@@ -138,6 +138,7 @@ def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: Api
         """The request JSON of TEMPO_SPEC (``prompt`` + any request field) -> the result JSON."""
         return await answer_generate(body.model_dump(exclude_none=True), request, settings, scheduler, config, slots)
 
+    from tempo.serve.explore_api import add_explore_routes; add_explore_routes(app, engine, settings, scheduler, config, limiter, slots)  # noqa: E501,E702 -- issue 13
     return app
 
 

@@ -129,8 +129,10 @@ class MctsSearch:
         dist = sampling.distribution(logits[None, None].float(), self.sampling, [early], sorted(self.eos_ids),
                                      seen)  # [1, W], [1, V]
         r = self.request
-        unfiltered = r.temperature > 0 and r.top_k == 0 and r.top_p >= 1.0
-        return sampling.Distribution(dist.sorted_p.cpu(), dist.sorted_ids.cpu(), dist.p if unfiltered else None)
+        unfiltered = r.top_k == 0 and r.top_p >= 1.0
+        given = len(self.row.sets) + depth < len(r.forced_sets)  # a given set's probabilities are read from p
+        keep = unfiltered and (r.temperature > 0 or given)
+        return sampling.Distribution(dist.sorted_p.cpu(), dist.sorted_ids.cpu(), dist.p if keep else None)
 
     def _choose(self, distribution: sampling.Distribution) -> tuple[int, float]:
         """A rollout token and its probability: the argmax at temperature 0, else a seeded draw from the
@@ -252,6 +254,29 @@ class MctsSearch:
                       [(c.token, round(c.prior, 3), c.visits, round(c.q, 3)) for c in root.children], best.token)
         return best
 
+    def _given_step(self, root: Node, given: list[int]) -> Node:
+        """A step whose set is given (``forced_sets``, a branch): no search; the set as given, each candidate's
+        probability from the root's distribution; the first candidate is appended. Its distribution (the next
+        root's) comes from one forward over the pending context and it, cropped back as a wave leaves it."""
+        probs = sampling.probabilities_of(root.distribution, 0, given, self.sampling)
+        child = Node(given[0], probs[0], 1)
+        if child.token not in self.eos_ids:
+            dev = self.adapter.device
+            tokens = self.pending + [child.token]
+            ids = torch.tensor([tokens], device=dev)  # [1, L]
+            positions = (self.cached + torch.arange(len(tokens), device=dev))[None]
+            mask = layout.paths_mask(self.cached, torch.ones(1, len(tokens), dtype=torch.bool, device=dev),
+                                     self.adapter.dtype)
+            logits, self.cache = self.adapter.forward(ids, positions, mask, self.cache)
+            child.distribution = self._distribution(logits[0, -1], [child.token], 1)
+            self.cached += len(self.pending)
+            self.pending = []
+            self.adapter.truncate(self.cache, self.cached)
+        threshold = self.row.selection_threshold(len(self.row.sets))
+        self.row.sets.append(SetRecord(list(given), probs, threshold))
+        log.debug("step %d: given set %s (no search)", len(self.row.sets) - 1, given)
+        return child
+
     def run(self) -> Row:
         start = time.perf_counter()
         logits = self._prefill()  # the prompt, once
@@ -264,8 +289,12 @@ class MctsSearch:
         self.row.prefill_s, self.row.decode_start = now - start, now
         root = Node(None, 1.0, 0, distribution=self._distribution(logits, [], 0))
         while True:
-            self._expand(root)
-            best = self._step(root)
+            forced = self.request.forced_sets
+            if len(self.row.sets) < len(forced):
+                best = self._given_step(root, list(forced[len(self.row.sets)]))
+            else:
+                self._expand(root)
+                best = self._step(root)
             if best.token in self.eos_ids:
                 self.row.sets.pop()
                 self.row.stop_reason = "eos"

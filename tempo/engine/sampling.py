@@ -97,6 +97,17 @@ def draw(dist: Distribution, row: int, top_k: int, top_p: float, generator: torc
     return token, float(dist.p[row, token])
 
 
+def probabilities_of(dist: Distribution, row: int, token_ids: list[int], settings: RowSettings) -> list[float]:
+    """The selection probabilities of ``token_ids`` in row ``row`` of ``dist``: after top-k/top-p (0 outside the
+    filtered support) when the row filters, else the combined ``p``. A given set's candidates (``forced_sets``)
+    get the probabilities selection would have given them, so a branch weighs its given sets as its parent did."""
+    if int(settings.top_k[row]) > 0 or float(settings.top_p[row]) < 1.0:  # the sorted prefix holds its support
+        ids = torch.tensor(token_ids, device=dist.sorted_ids.device)
+        match = dist.sorted_ids[row][None, :] == ids[:, None]  # [n, W]
+        return (match * dist.sorted_p[row][None, :]).sum(-1).tolist()
+    return dist.p[row, torch.tensor(token_ids, device=dist.p.device)].tolist()
+
+
 def inverse_cdf(p: torch.Tensor, generator: torch.Generator) -> int:
     """The index ``i`` with ``cdf[i-1] <= u * total < cdf[i]`` for one uniform ``u`` of ``generator`` (a CPU
     generator, wherever ``p [V]`` lives). Entries of probability 0 are never drawn; float32 rounding moves
@@ -152,6 +163,9 @@ def mode_weights(probabilities: torch.Tensor, kept: torch.Tensor, modes: list[st
     candidate alone; ``last``: the last physical kept candidate alone.
     """
     mixture = torch.where(kept, probabilities, torch.zeros_like(probabilities))
+    # A given set (a branch) whose candidates all lie outside top-k/top-p has probabilities 0: equal weights.
+    unweighted = mixture.sum(-1, keepdim=True) == 0  # [B, 1]
+    mixture = torch.where(unweighted, kept.to(mixture.dtype), mixture)
     if all(mode == "mixture" for mode in modes):
         return mixture
     weights = mixture.clone()

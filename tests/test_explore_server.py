@@ -66,7 +66,7 @@ def test_forks_rest_equals_the_python_api_and_submits_every_rollout_at_once(serv
     answer = httpx.post(server.url + "forks", json={"result": parent.to_dict(), **options}, timeout=120)
     assert answer.status_code == 200, answer.text
     expected = engine.forks(parent, **options).to_dict()
-    assert answer.json()["forks"] == pytest.approx(expected["forks"]) or _same_forks(answer.json(), expected)
+    assert _same_forks(answer.json(), expected)
     rollouts = sum(len(f["candidates"]) for f in expected["forks"])  # greedy: one rollout per candidate
     assert calls == [rollouts]
     # from a prompt and request fields: the generation, then its forks

@@ -110,7 +110,7 @@ def test_the_rollout_requests(engines, parent):
     mine = [(r, q) for r, q in zip(plan.rollouts, plan.requests) if r.step == step.step]
     assert len(mine) == 2 * len(step.candidates)
     for spec, request in mine:
-        assert request.forced_sets == path + [[step.candidates[spec.candidate].token_id]]
+        assert [list(s) for s in request.forced_sets] == path + [[step.candidates[spec.candidate].token_id]]
         assert (request.mode, request.min_steps, request.max_tokens) == ("default", 0, step.step + 1 + 5)
         assert (request.temperature, request.seed) == (parent.settings["temperature"], parent.settings["seed"] + spec.sample)
     greedy = plan_rollouts(parent, build_forks(samples=8, rollout_temperature=0.0), None)

@@ -32,7 +32,7 @@ class ForksRequest:
 
     samples: int = _forks(8, lo=1, hi=MAX_SAMPLES, label="Samples", help="rollouts per candidate",
                           doc="continuations drawn per candidate (seeds seed + j, j = 0 ... samples - 1)")
-    horizon: int = _forks(16, lo=1, label="Horizon", help=f"tokens per rollout at most (<= {HORIZON_SETTING})",
+    horizon: int = _forks(16, lo=1, hi_setting=HORIZON_SETTING, label="Horizon", help=f"tokens per rollout at most (<= {HORIZON_SETTING})",
                           doc=f"tokens of each continuation at most (it ends earlier at EOS); at most the setting "
                               f"`{HORIZON_SETTING}`")
     rollout_temperature: float = _forks(None, lo=0.0, hi=100.0, label="Rollout temperature",
@@ -55,7 +55,7 @@ class ForksRequest:
             if value is None and spec.default is None:  # unset: taken from the request
                 continue
             if spec.name == "horizon":
-                spec = dataclasses.replace(spec, hi=max_fork_horizon)
+                spec = dataclasses.replace(spec, hi=max_fork_horizon, hi_setting="")  # the setting's value
             spec.check(value)
         compile_pattern(self.outcome_pattern)
         return self

@@ -64,3 +64,12 @@ def test_the_horizon_limit_is_a_setting():
 def test_declared_once():
     assert list(FORKS_FIELDS) == ["samples", "horizon", "rollout_temperature", "outcome_pattern", "fork_threshold"]
     assert ForksRequest().to_dict() == {name: spec.default for name, spec in FORKS_FIELDS.items()}
+
+
+def test_the_parameter_table_of_the_docs_is_the_declaration():
+    from pathlib import Path
+
+    from tempo.docs import request_table
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "layer_view_and_forks.md").read_text(encoding="utf-8")
+    assert request_table(FORKS_FIELDS) in page

@@ -124,3 +124,12 @@ def test_bad_values_name_the_field(engines, parent):
         with pytest.raises(RequestError) as err:
             engine.forks(parent, **values)
         assert err.value.field == field
+
+
+def test_a_rollout_past_max_tokens_limit_names_the_horizon(parent):
+    from tempo.settings.schema import Settings
+
+    settings = Settings.defaults().replace({"generation.max_tokens_limit": 6})
+    with pytest.raises(RequestError) as err:
+        plan_rollouts(parent, build_forks(horizon=5), settings)
+    assert err.value.field == "horizon" and "max_tokens" in str(err.value)

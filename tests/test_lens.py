@@ -10,6 +10,8 @@ from tempo.errors import RequestError, TempoError
 from helpers import build_model, build_tokenizer
 
 PROMPT = "the cat sat on the"
+ARCHITECTURES = ("llama", "qwen2", "qwen2_moe", "mistral", "mixtral", "deepseek_v2")
+"""Llama, Qwen2 and an MoE as the issue asks, and the other families the engine runs (sliding window, MLA)."""
 
 
 def tiny_engine(kind: str, seed: int = 0):
@@ -23,7 +25,7 @@ def tiny_engine(kind: str, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def lens_engines():
-    return {kind: tiny_engine(kind) for kind in ("llama", "qwen2", "qwen2_moe")}
+    return {kind: tiny_engine(kind) for kind in ARCHITECTURES}
 
 
 def reference(engine, ids: list[int]) -> torch.Tensor:
@@ -49,7 +51,7 @@ def check_view(view: dict, probs: torch.Tensor, top_k: int) -> None:
     assert view["exit_layer"] == exit_layer(probs.argmax(-1).tolist())
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen2_moe"])
+@pytest.mark.parametrize("kind", ARCHITECTURES)
 def test_every_layer_equals_the_logit_lens_of_a_hf_forward(lens_engines, kind):
     engine = lens_engines[kind]
     ids = engine.loaded.tokenizer(PROMPT)["input_ids"]

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from tempo.engine.forks import ForksResult, plan_rollouts, report, request_of
 from tempo.engine.lens import LensResult, check_top_k, contexts, layer_view
 from tempo.engine.prompting import prompt_row
+from tempo.errors import RequestError
 from tempo.forks_request import ForksRequest, build_forks
 from tempo.request import GenerationRequest
 from tempo.result import GenerationResult
@@ -31,8 +32,6 @@ def lens(engine: Any, prompt: str | None = None, result: GenerationResult | dict
     else:
         request = engine.request(prompt)
     if step is not None and result is None:
-        from tempo.errors import RequestError
-
         raise RequestError("step", "needs a result (--from RESULT.json): a step is a step of a result")
     row = prompt_row(None, request, engine.loaded.tokenizer, engine.limits)
     positions = contexts(row.prompt_ids, result, step)

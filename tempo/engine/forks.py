@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
+from tempo.errors import RequestError
 from tempo.forks_request import ForksRequest, compile_pattern
 from tempo.request import GenerationRequest, build_request
 from tempo.result import GenerationResult, Step
@@ -139,7 +140,13 @@ def base_rollout(base: GenerationRequest, forced: list[list[int]], horizon: int,
                                "max_tokens": len(forced) + horizon, "use_retroactive_pruning": False,
                                "forced_sets": forced}
     prompt = fields.pop("prompt")
-    return build_request(prompt, settings, **fields)
+    try:
+        return build_request(prompt, settings, **fields)
+    except RequestError as exc:
+        if exc.field != "max_tokens":
+            raise
+        raise RequestError("horizon", f"a rollout after step {len(forced) - 1} needs {len(forced)} + {horizon} "
+                                      f"steps, over the limit ({exc})") from None
 
 
 def continuation(rollout: GenerationResult, forced: int) -> str:

@@ -1,5 +1,6 @@
 """The Explore tab in a real headless Chromium: click a candidate, see the branch appear beside its parent
-(aligned where they part), branch it again, open it as the main result; screenshots under the test's folder."""
+(aligned where they part), branch it again, open it as the main result; press Find forks and see the chart; open
+the layer view and see its heatmap; screenshots under the test's folder."""
 import json
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def test_click_a_candidate_and_the_branch_appears_beside_its_parent(served, brow
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     generate(page, server.url)
     page.get_by_role("tab", name="Explore").click()
+    page.get_by_role("tab", name="Branches").click()
     page.wait_for_selector("#explore-branch-title:has-text('Main result')", timeout=30_000)
     candidates = page.locator("#explore-branch .token.highlighted")  # the candidates of parallel sets
     assert candidates.count() >= 2
@@ -71,5 +73,31 @@ def test_click_a_candidate_and_the_branch_appears_beside_its_parent(served, brow
     page.wait_for_selector("text=parent")
     page.screenshot(path=str(tmp_path / "explore_opened.png"), full_page=True)
     assert (tmp_path / "explore_branch.png").stat().st_size > 10_000
+    assert not errors, errors
+    page.close()
+
+
+def test_find_forks_and_the_layer_view_of_the_main_result(served, browser, tmp_path):
+    engine, server = served
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    generate(page, server.url)
+    page.get_by_role("tab", name="Explore").click()
+    page.get_by_role("tab", name="Forks").click()
+    page.fill("#forks-samples input", "2")
+    page.fill("#forks-horizon input", "3")
+    page.click("#find-forks")
+    page.wait_for_selector("#forks-status:has-text('continuations')", timeout=180_000)
+    page.wait_for_selector("#forks-chart img, #forks-chart svg, #forks-chart canvas", timeout=30_000)
+    assert PROMPT in page.inner_text("#forks-spans")
+    page.screenshot(path=str(tmp_path / "explore_forks.png"), full_page=True)
+    page.get_by_role("tab", name="Layer view").click()
+    page.fill("#lens-step input", "2")
+    page.click("#lens-button")
+    page.wait_for_selector("#lens-status:has-text('from layer')", timeout=60_000)
+    page.wait_for_selector("#lens-heatmap img, #lens-heatmap svg, #lens-heatmap canvas", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "explore_layers.png"), full_page=True)
+    assert (tmp_path / "explore_layers.png").stat().st_size > 10_000
     assert not errors, errors
     page.close()

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tempo.cli.info import add_info_parser; add_info_parser(sub)  # noqa: E702 -- model inspection (issue 8)
     from tempo.cli.config import add_config_parser; add_config_parser(sub)  # noqa: E702 -- issue 8
     from tempo.cli.branch import add_branch_parser; add_branch_parser(sub)  # noqa: E702 -- issue 13
+    from tempo.cli import explore; explore.add_lens_parser(sub); explore.add_forks_parser(sub)  # noqa: E702 -- issue 13
     return parser
 
 

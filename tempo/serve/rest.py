@@ -141,6 +141,7 @@ def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: Api
 
     from tempo.serve import branch_api; branch_api.add_route(app, settings, scheduler, config, slots, limiter)  # noqa: E702
 
+    from tempo.serve.explore_api import add_explore_routes; add_explore_routes(app, engine, settings, scheduler, config, limiter, slots)  # noqa: E501,E702 -- issue 13
     return app
 
 

@@ -7,18 +7,21 @@ each with its text (clickable too) and a one-line summary; any node can be shown
 the main result (plots, table, downloads). The tree downloads as JSON and CSV.
 
 ``build(api, ui)`` adds the tab inside the app's Tabs and returns ``current``: the ``gr.State`` with the main
-result's dict, set after each generation (and when a branch is opened as the main result). The forks and layer
-views, when present, are built inside the tab from the same ``current``.
+result's dict, set after each generation (and when a branch is opened as the main result). The tab holds three
+sub-tabs: Branches (here), Forks (``tempo/ui/forks_view.py``) and Layer view (``tempo/ui/lens_view.py``), the
+last two built from the same ``current``.
 """
 import json
 import logging
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
 from tempo.errors import RequestError
 from tempo.serve.branch_api import run_branch
 from tempo.ui import branch_tree as bt
+from tempo.ui import forks_view, lens_view
 from tempo.ui.render import SPAN_COLOURS
 
 log = logging.getLogger(__name__)
@@ -34,111 +37,152 @@ def _text_view(label: str, elem_id: str) -> gr.HighlightedText:
                               color_map=COLOURS, elem_id=elem_id)
 
 
+@dataclass
+class BranchView:
+    """The Branches sub-tab's components; ``branch`` is its one action (set by :func:`_wire`)."""
+
+    tree: gr.State
+    shown: gr.State
+    """``{"left": [node id, targets], "right": [node id, targets]}`` of the pair view."""
+    status: gr.Markdown
+    left_title: gr.Markdown
+    left: gr.HighlightedText
+    right_title: gr.Markdown
+    right: gr.HighlightedText
+    pick: gr.Dropdown
+    open_btn: gr.Button
+    step_in: gr.Number
+    token_in: gr.Number
+    go: gr.Button
+    tree_json: gr.DownloadButton | None = None
+    tree_csv: gr.DownloadButton | None = None
+    branch: Callable[..., Iterator[dict]] | None = None
+
+    @property
+    def views(self) -> list:
+        return [self.tree, self.shown, self.left_title, self.left, self.right_title, self.right, self.pick,
+                self.tree_json, self.tree_csv]
+
+    @property
+    def outputs(self) -> list:
+        return [*self.views, self.status]
+
+
 def build(api: Any, ui: Any) -> gr.State:
-    """The Explore tab (inside ``gr.Tabs``); ``api``: the app's ``endpoints.Endpoints``, ``ui``: its Layout."""
+    """The Explore tab (inside ``gr.Tabs``): Branches, Forks and Layer view; ``api``: the app's
+    ``endpoints.Endpoints``, ``ui``: its Layout. Returns ``current``."""
     current = gr.State(None)
-    tree = gr.State(None)
-    shown = gr.State(None)  # {"left": [node id, targets], "right": [node id, targets]} of the pair view
     with gr.Tab("Explore", elem_id="explore-tab"):
-        gr.Markdown(HELP)
-        status = gr.Markdown("Generate a result first: it becomes the root of the tree.", elem_id="explore-status")
-        with gr.Row(equal_height=False):
-            with gr.Column():
-                left_title = gr.Markdown(elem_id="explore-parent-title")
-                left = _text_view("Parent", "explore-parent")
-            with gr.Column():
-                right_title = gr.Markdown(elem_id="explore-branch-title")
-                right = _text_view("Branch", "explore-branch")
-        with gr.Row():
-            pick = gr.Dropdown(label="Show beside its parent", choices=[], elem_id="explore-pick", scale=3)
-            open_btn = gr.Button("Open as the main result", elem_id="explore-open", scale=1)
-        with gr.Accordion("Branch with any token", open=False):
-            with gr.Row():
-                step_in = gr.Number(label="Step", precision=0, value=0, elem_id="explore-step")
-                token_in = gr.Number(label="Token id", precision=0, value=0, elem_id="explore-token")
-                go = gr.Button("Branch the shown branch", elem_id="explore-go")
-        gr.Markdown("#### The tree")
-
-        @gr.render(inputs=tree)
-        def tree_nodes(tree_value: dict | None) -> None:
-            for n, depth in bt.in_order(tree_value) if tree_value else []:
-                _node_row(n, depth, tree, branch, outputs)
-
-        with gr.Row():
-            tree_json = gr.DownloadButton("Download tree JSON", value=None, interactive=False)
-            tree_csv = gr.DownloadButton("Download tree CSV", value=None, interactive=False)
-        views = [tree, shown, left_title, left, right_title, right, pick, tree_json, tree_csv]
-
-        def show(tree_value: dict | None) -> dict:
-            return _views(ui, tree_value, views)
-
-        def branch(tree_value: dict | None, node_id: int, step: int, token_id: int) -> Iterator[dict]:
-            yield {status: f"⏳ branching #{node_id} at step {step} with token {token_id}…"}
-            try:
-                parent = bt.node(tree_value, node_id)
-                result = run_branch(api.scheduler, api.settings, parent["result"], step, token_id, None, api.timeout)
-            except (RequestError, TimeoutError) as exc:
-                raise gr.Error(str(exc)) from None
-            child = bt.add_branch(tree_value, node_id, step, token_id, json.loads(result.to_json()))
-            log.debug("explore: branch #%d of #%d at step %d with token %d", child, node_id, step, token_id)
-            yield {**show(tree_value), status: f"✔ {bt.summary_line(bt.node(tree_value, child))}"}
-
-        def clicked(side: str):
-            def handler(tree_value, shown_value, evt: gr.SelectData) -> Iterator[dict]:
-                if not shown_value:
-                    return
-                node_id, targets = shown_value[side]
-                target = targets[evt.index] if 0 <= evt.index < len(targets) else None
-                if target is None:
-                    yield {status: "Click a token (the prompt and the brackets are no road to take)."}
-                    return
-                yield from branch(tree_value, node_id, *target)
-            return handler
-
-        outputs = [*views, status]
-        left.select(clicked("left"), [tree, shown], outputs, api_name="ui_explore_left", api_visibility="private")
-        right.select(clicked("right"), [tree, shown], outputs, api_name="ui_explore_right", api_visibility="private")
-        def typed(tree_value, shown_value, step, token) -> Iterator[dict]:
-            if not shown_value:
-                raise gr.Error("Generate a result first.")
-            yield from branch(tree_value, shown_value["right"][0], int(step), int(token))
-
-        go.click(typed, [tree, shown, step_in, token_in], outputs, api_name="ui_explore_go", api_visibility="private")
-        pick.input(lambda t, choice: show({**t, "selected": _picked(choice)} if t else None), [tree, pick], views,
-                   api_name="ui_explore_pick", api_visibility="private")
-        open_btn.click(lambda t: _open(ui, t), tree, [*ui.outputs, status], api_name="ui_explore_open",
-                       api_visibility="private")
-        ui.raw.change(lambda raw, t: _sync(ui, raw, t, views, current), [ui.raw, tree], [current, *views],
-                      api_name="ui_explore_sync", api_visibility="private")
-
-        _optional_views(api, current)
+        with gr.Tabs():
+            with gr.Tab("Branches", elem_id="explore-branches"):
+                view = _branch_layout()
+            with gr.Tab("Forks", elem_id="explore-forks"):
+                forks_view.build(api, current)
+            with gr.Tab("Layer view", elem_id="explore-layers"):
+                lens_view.build(api, current)
+    _wire(api, ui, view, current)
     return current
 
 
-def _node_row(n: dict, depth: int, tree: gr.State, branch, outputs: list) -> None:
+def _branch_layout() -> BranchView:
+    gr.Markdown(HELP)
+    status = gr.Markdown("Generate a result first: it becomes the root of the tree.", elem_id="explore-status")
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            left_title = gr.Markdown(elem_id="explore-parent-title")
+            left = _text_view("Parent", "explore-parent")
+        with gr.Column():
+            right_title = gr.Markdown(elem_id="explore-branch-title")
+            right = _text_view("Branch", "explore-branch")
+    with gr.Row():
+        pick = gr.Dropdown(label="Show beside its parent", choices=[], elem_id="explore-pick", scale=3)
+        open_btn = gr.Button("Open as the main result", elem_id="explore-open", scale=1)
+    with gr.Accordion("Branch with any token", open=False):
+        with gr.Row():
+            step_in = gr.Number(label="Step", precision=0, value=0, elem_id="explore-step")
+            token_in = gr.Number(label="Token id", precision=0, value=0, elem_id="explore-token")
+            go = gr.Button("Branch the shown branch", elem_id="explore-go")
+    view = BranchView(gr.State(None), gr.State(None), status, left_title, left, right_title, right, pick, open_btn,
+                      step_in, token_in, go)
+    gr.Markdown("#### The tree")
+
+    @gr.render(inputs=view.tree)
+    def tree_nodes(tree_value: dict | None) -> None:
+        for n, depth in bt.in_order(tree_value) if tree_value else []:
+            _node_row(n, depth, view)
+
+    with gr.Row():
+        view.tree_json = gr.DownloadButton("Download tree JSON", value=None, interactive=False)
+        view.tree_csv = gr.DownloadButton("Download tree CSV", value=None, interactive=False)
+    return view
+
+
+def _wire(api: Any, ui: Any, view: BranchView, current: gr.State) -> None:
+    """The Branches events: a click in either text, the typed branch, the picker, Open, a new main result."""
+    def branch(tree_value: dict | None, node_id: int, step: int, token_id: int) -> Iterator[dict]:
+        yield {view.status: f"⏳ branching #{node_id} at step {step} with token {token_id}…"}
+        try:
+            parent = bt.node(tree_value, node_id)
+            result = run_branch(api.scheduler, api.settings, parent["result"], step, token_id, None, api.timeout)
+        except (RequestError, TimeoutError) as exc:
+            raise gr.Error(str(exc)) from None
+        child = bt.add_branch(tree_value, node_id, step, token_id, json.loads(result.to_json()))
+        log.debug("explore: branch #%d of #%d at step %d with token %d", child, node_id, step, token_id)
+        yield {**_views(ui, tree_value, view), view.status: f"✔ {bt.summary_line(bt.node(tree_value, child))}"}
+
+    def clicked(side: str):
+        def handler(tree_value, shown_value, evt: gr.SelectData) -> Iterator[dict]:
+            node_id, targets = shown_value[side] if shown_value else (None, [])
+            target = targets[evt.index] if 0 <= evt.index < len(targets) else None
+            if target is None:
+                yield {view.status: "Click a token (the prompt and the brackets are no road to take)."}
+                return
+            yield from branch(tree_value, node_id, *target)
+        return handler
+
+    def typed(tree_value, shown_value, step, token) -> Iterator[dict]:
+        if not shown_value:
+            raise gr.Error("Generate a result first.")
+        yield from branch(tree_value, shown_value["right"][0], int(step), int(token))
+
+    view.branch = branch
+    private = {"api_visibility": "private"}
+    view.left.select(clicked("left"), [view.tree, view.shown], view.outputs, api_name="ui_explore_left", **private)
+    view.right.select(clicked("right"), [view.tree, view.shown], view.outputs, api_name="ui_explore_right", **private)
+    view.go.click(typed, [view.tree, view.shown, view.step_in, view.token_in], view.outputs, api_name="ui_explore_go",
+                  **private)
+    view.pick.input(lambda t, choice: _views(ui, {**t, "selected": _picked(choice)} if t else None, view),
+                    [view.tree, view.pick], view.views, api_name="ui_explore_pick", **private)
+    view.open_btn.click(lambda t: _open(ui, t), view.tree, [*ui.outputs, view.status], api_name="ui_explore_open",
+                        **private)
+    ui.raw.change(lambda raw, t: _sync(ui, raw, t, view, current), [ui.raw, view.tree], [current, *view.views],
+                  api_name="ui_explore_sync", **private)
+
+
+def _node_row(n: dict, depth: int, view: BranchView) -> None:
     """One node of the tree: its summary, indented by depth, and its text (click a token to branch it)."""
     gr.Markdown(("&nbsp;" * 6 * depth) + ("↳ " if depth else "") + bt.summary_line(n),
                 elem_classes=["explore-node-summary"])
     spans, targets = bt.clickable_spans(n["result"], chosen=n["step"])
-    view = gr.HighlightedText(value=spans, show_label=False, combine_adjacent=False, show_legend=False,
+    text = gr.HighlightedText(value=spans, show_label=False, combine_adjacent=False, show_legend=False,
                               show_inline_category=False, color_map=COLOURS, key=f"explore-node-{n['id']}",
                               elem_classes=["explore-node-text"])
 
     def handler(tree_value, evt: gr.SelectData) -> Iterator[dict]:
         target = targets[evt.index] if 0 <= evt.index < len(targets) else None
         if target is not None:
-            yield from branch(tree_value, n["id"], *target)
+            yield from view.branch(tree_value, n["id"], *target)
 
-    view.select(handler, tree, outputs, api_visibility="private")
+    text.select(handler, view.tree, view.outputs, api_visibility="private")
 
 
 def _picked(choice: Any) -> int:
     return int(str(choice).split(" ", 1)[0].lstrip("#"))
 
 
-def _views(ui: Any, tree_value: dict | None, views: list) -> dict:
+def _views(ui: Any, tree_value: dict | None, view: BranchView) -> dict:
     """Every view of the tree: the pair (the selected node beside its parent), the picker, the downloads."""
-    tree, shown, left_title, left, right_title, right, pick, tree_json, tree_csv = views
+    tree, shown, left_title, left, right_title, right, pick, tree_json, tree_csv = view.views
     if not tree_value:
         return {tree: None, shown: None}
     parent, node, step = bt.pair(tree_value, tree_value["selected"])
@@ -163,15 +207,15 @@ def _views(ui: Any, tree_value: dict | None, views: list) -> dict:
     }
 
 
-def _sync(ui: Any, raw: dict | None, tree_value: dict | None, views: list, current: gr.State) -> dict:
+def _sync(ui: Any, raw: dict | None, tree_value: dict | None, view: BranchView, current: gr.State) -> dict:
     """A new main result: a new tree rooted at it — unless it is a node of the tree (opened as the main
     result), which then stays, that node selected."""
     if not raw or "steps" not in raw:
         return {current: None}
     for n in (tree_value or {}).get("nodes", []):
         if n["result"] == raw:
-            return {current: raw, **_views(ui, {**tree_value, "selected": n["id"]}, views)}
-    return {current: raw, **_views(ui, bt.new_tree(raw), views)}
+            return {current: raw, **_views(ui, {**tree_value, "selected": n["id"]}, view)}
+    return {current: raw, **_views(ui, bt.new_tree(raw), view)}
 
 
 def _open(ui: Any, tree_value: dict | None) -> dict:
@@ -182,13 +226,3 @@ def _open(ui: Any, tree_value: dict | None) -> dict:
         raise gr.Error("Generate a result first.")
     node = bt.node(tree_value, tree_value["selected"])
     return final_outputs(ui, bt.as_result(node), {})
-
-
-def _optional_views(api: Any, current: gr.State) -> None:
-    """The forks and layer views of the same tab, where this build has them (tempo/ui/forks_view.py,
-    tempo/ui/lens_view.py)."""
-    import importlib.util
-
-    for name in ("forks_view", "lens_view"):
-        if importlib.util.find_spec(f"tempo.ui.{name}") is not None:
-            importlib.import_module(f"tempo.ui.{name}").build(api, current)

@@ -193,7 +193,8 @@ class GenerationRequest:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as JSON gives them back (``forced_sets`` as lists), so a result's settings round-trip."""
+        return {**dataclasses.asdict(self), "forced_sets": [list(ids) for ids in self.forced_sets]}
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -105,7 +105,7 @@ def test_bad_given_sets_name_the_field(bad, message):
 
 def test_more_sets_than_the_step_limit_are_refused():
     with pytest.raises(RequestError, match="at most 3 sets"):
-        GenerationRequest(prompt="p", forced_sets=[[1]] * 4).validate(max_tokens_limit=3)
+        GenerationRequest(prompt="p", max_tokens=3, forced_sets=[[1]] * 4).validate(max_tokens_limit=3)
 
 
 def test_a_token_past_the_vocabulary_is_refused_naming_it(engine):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ class LoadedModel:
     model_id: str
     device: torch.device
     dtype: torch.dtype
+    load_s: float = 0.0
+    """Seconds the tokenizer and the model took to load (the metrics' tempo_model_load_seconds)."""
 
     @property
     def parameters(self) -> int:
@@ -105,6 +108,7 @@ def load_model(
     if cache_dir:
         common["cache_dir"] = str(Path(cache_dir).expanduser())
     log.debug("loading %s from %s as %s (%s)", model_id, path, dtype, common)
+    started = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=use_fast_tokenizer, **common)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", **common)
@@ -117,7 +121,8 @@ def load_model(
               config.num_hidden_layers, config.num_attention_heads, config.vocab_size, type(tokenizer).__name__)
     log.info("loaded %s on %s (%s, %.1fM parameters)", model_id, target, dtype,
              sum(p.numel() for p in model.parameters()) / 1e6)
-    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, device=target, dtype=dtype)
+    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, device=target, dtype=dtype,
+                       load_s=time.perf_counter() - started)
 
 
 def load_from_settings(settings: Any, model_id: str | None = None) -> LoadedModel:

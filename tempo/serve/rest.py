@@ -138,6 +138,10 @@ def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: Api
         """The request JSON of TEMPO_SPEC (``prompt`` + any request field) -> the result JSON."""
         return await answer_generate(body.model_dump(exclude_none=True), request, settings, scheduler, config, slots)
 
+    from tempo.serve import metrics, openai_api  # issue 14: /v1 (OpenAI's API) and /metrics
+    openai_api.install(app, settings, scheduler, config, limiter, slots)
+    if config.enable_metrics:
+        metrics.install(app, scheduler, config)
     return app
 
 

@@ -4,6 +4,8 @@
     POST /generate   the request JSON (``prompt`` + any request field) -> the result JSON;
                      422 naming the field on bad input
     GET  /docs       OpenAPI docs, when ``api.enable_docs``
+    /v1/...          the OpenAI-compatible API (``tempo/serve/openai_api.py``), under the same limits
+    GET  /metrics    Prometheus metrics, when ``api.enable_metrics`` (``tempo/serve/metrics.py``)
     /                the Gradio app (its own API under /gradio_api/)
 
 The ``api`` settings section is enforced here: ``host``/``port`` (``serve``),

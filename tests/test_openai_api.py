@@ -1,5 +1,6 @@
 """The OpenAI-compatible API (TEMPO_SPEC section 14): the official ``openai`` client against a real server on
 loopback, and the mapping's pure functions against hand computations."""
+import contextlib
 import json
 import math
 
@@ -282,3 +283,22 @@ def test_the_rate_limit_is_the_one_of_generate(tiny_model_dir):
         assert "rate_limit" in refused.json()["error"]["message"] and "retry-after" in refused.headers
     finally:
         server.close()
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_a_stream_the_client_leaves_cancels_its_job_and_frees_its_slot(served, monkeypatch):
+    _, server = served
+    jobs = record_jobs(monkeypatch, server.app.state.scheduler)
+    body = {"prompt": "a quick fox", "stream": True, "max_tokens": 200, "min_steps": 200, "temperature": 0}
+    with httpx.stream("POST", server.url + "v1/completions", json=body, timeout=60) as response:
+        first = next(response.iter_lines())
+        assert first.startswith("data: ")
+    job = jobs.job("a quick fox", timeout=30)
+    assert job.wait_for("done", timeout=60) == "cancelled" and len(job.result.steps) < 200
+    slots = server.app.state.config.max_concurrent_requests
+    with contextlib.ExitStack() as streams:  # every slot is free again: as many streams as slots run at once
+        opened = [streams.enter_context(httpx.stream("POST", server.url + "v1/completions", json=body, timeout=60))
+                  for _ in range(slots)]
+        assert [r.status_code for r in opened] == [200] * slots
+        assert httpx.post(server.url + "v1/completions", json={"prompt": "a", "max_tokens": 1}).status_code == 503

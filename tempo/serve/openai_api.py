@@ -121,8 +121,7 @@ def install(app: FastAPI, settings: Settings, scheduler: JobQueue, config: ApiSe
             raise
         if values.get("stream"):
             usage = bool((values.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(stream(job, reply, config.request_timeout, slots, usage),
-                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            return JobStream(stream(job, reply, config.request_timeout, usage), job, slots)
         try:
             return await respond(job, reply, request, config.request_timeout, chat)
         finally:
@@ -202,40 +201,51 @@ def sse(data: Any) -> bytes:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-async def stream(job: Job, reply: om.Reply, timeout: float, slots: threading.BoundedSemaphore,
-                 include_usage: bool) -> AsyncIterator[bytes]:
+class JobStream(StreamingResponse):
+    """A stream of server-sent events that, however it ends (done, an error, the client gone, even before its
+    first event), cancels its job (it leaves the batch) and frees its ``max_concurrent_requests`` slot."""
+
+    def __init__(self, events: AsyncIterator[bytes], job: Job, slots: threading.BoundedSemaphore):
+        super().__init__(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self.job, self.slots = job, slots
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.job.cancel()
+            self.slots.release()
+
+
+async def stream(job: Job, reply: om.Reply, timeout: float, include_usage: bool) -> AsyncIterator[bytes]:
     """Server-sent events: a chunk per step with the new text (its logprobs when asked; ``tempo.steps``: the
     steps the update brought), the last chunk with the finish reason and the whole result in ``tempo``, then
     ``data: [DONE]``. An error after the stream began is one ``data: {"error": ...}`` event. The job leaves the
-    batch when the client goes."""
+    batch when the client goes (``JobStream``)."""
     sent, offset = 0, 0
+    if reply.chat:
+        yield sse(reply.chunk([], first=True))
     try:
-        if reply.chat:
-            yield sse(reply.chunk([], first=True))
-        try:
-            async for update, shown, _ in follow(job, reply, timeout):
-                if update.state in ENDS:
-                    break
-                new = shown[sent:]
-                if new:
-                    yield sse(reply.chunk(new, offset, tempo={"steps": [asdict(s) for s in update.steps]}))
-                    sent, offset = len(shown), offset + sum(len(t.text) for t in new)
-        except TimeoutError as exc:
-            yield sse(om.error_body(str(exc), None, 504))
-            return
-        if job.error is not None:
-            field = job.error.field if isinstance(job.error, RequestError) else None
-            yield sse(om.error_body(str(job.error), field and chat_param(field, reply.chat), 400 if field else 500))
-            return
-        result = job.result
-        shown, stopped = om.shown_tokens(om.clean_tokens(result.steps), reply.stops, final=True)
-        yield sse(reply.chunk(shown[sent:], offset, finish=om.finish_reason(result, stopped), tempo=result.to_dict()))
-        if include_usage:
-            yield sse(reply.usage_chunk(result, len(shown)))
-        yield b"data: [DONE]\n\n"
-    finally:
-        job.cancel()
-        slots.release()
+        async for update, shown, _ in follow(job, reply, timeout):
+            if update.state in ENDS:
+                break
+            new = shown[sent:]
+            if new:
+                yield sse(reply.chunk(new, offset, tempo={"steps": [asdict(s) for s in update.steps]}))
+                sent, offset = len(shown), offset + sum(len(t.text) for t in new)
+    except TimeoutError as exc:
+        yield sse(om.error_body(str(exc), None, 504))
+        return
+    if job.error is not None:
+        field = job.error.field if isinstance(job.error, RequestError) else None
+        yield sse(om.error_body(str(job.error), field and chat_param(field, reply.chat), 400 if field else 500))
+        return
+    result = job.result
+    shown, stopped = om.shown_tokens(om.clean_tokens(result.steps), reply.stops, final=True)
+    yield sse(reply.chunk(shown[sent:], offset, finish=om.finish_reason(result, stopped), tempo=result.to_dict()))
+    if include_usage:
+        yield sse(reply.usage_chunk(result, len(shown)))
+    yield b"data: [DONE]\n\n"
 
 
 def wrap_error_handlers(app: FastAPI) -> None:

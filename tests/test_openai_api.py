@@ -249,6 +249,10 @@ def test_bad_json_and_a_large_body_answer_in_openais_shape(served):
     assert "JSON" in broken.json()["error"]["message"]
     missing = httpx.post(url, json={"max_tokens": 3})
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "messages"
+    too_long = {"messages": [{"role": "user", "content": "the " * 300}], "stream": True}  # over 256 positions
+    for answer in (httpx.post(url, json=too_long), httpx.post(url, json={**too_long, "stream": False})):
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == "messages", answer.text
+        assert "context" in answer.json()["error"]["message"]
     large = httpx.post(url, content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"})
     assert large.status_code == 413 and large.json()["error"]["param"] == "body"
     assert httpx.post(served[1].url + "generate", json={"prompt": "the", "top_p": 3.0}).json()["field"] == "top_p"

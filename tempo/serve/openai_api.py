@@ -109,6 +109,8 @@ def install(app: FastAPI, settings: Settings, scheduler: JobQueue, config: ApiSe
     async def answer(values: dict[str, Any], request: Request, chat: bool):
         try:
             generation, reply = build(values, chat, settings, scheduler)
+            if values.get("stream"):  # the model's rules (the prompt's length) before the stream's 200, not after
+                scheduler.engine.check(generation)
         except RequestError as exc:
             return openai_error(str(exc), chat_param(exc.field, chat))
         if not slots.acquire(blocking=False):

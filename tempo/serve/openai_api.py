@@ -150,7 +150,7 @@ def build(values: dict[str, Any], chat: bool, settings: Settings, scheduler: Job
         for name in om.CHAT_ONLY_SYSTEM:
             if name in values:
                 raise om.refuse(name, "in chat, send the system message as a message with role \"system\"")
-        if values.get("top_logprobs") is not None and not values.get("logprobs"):
+        if values.get("top_logprobs") and not values.get("logprobs"):
             raise om.refuse("top_logprobs", "needs logprobs = true")
         top = values.get("top_logprobs", 0) if values.get("logprobs") else None
         top_field = "top_logprobs"

@@ -74,8 +74,8 @@ def field_row(spec: FieldSpec) -> list[str]:
     setting = f"`{spec.setting}`" if spec.setting else ""
     negative = any(flag.const is False for flag in spec.cli)  # its help says what --no-... does, not the field
     meaning = spec.doc or (spec.info if negative else "") or spec.help or spec.info
-    name = f"`{spec.name}`" + "".join(f" (alias `{alias}`)" for alias in spec.aliases)
-    return [name, spec.type.__name__, default, valid_values(spec), setting, cli_flags(spec),
+    meaning += "".join(f" (also named `{alias}`)" for alias in spec.aliases)
+    return [f"`{spec.name}`", spec.type.__name__, default, valid_values(spec), setting, cli_flags(spec),
             app_control(spec), meaning]
 
 

@@ -49,8 +49,6 @@ def add_dry_run_argument(p: argparse.ArgumentParser) -> None:
                    help="validate the settings and every request, load the model, print a summary, generate nothing")
 
 
-CUSTOM_ROPE = ("--use-custom-rope: always on. TEMPO gives the tokens of one parallel set one position through "
-               "position ids, with every model; there is no RoPE modification to switch")
 
 
 def add_seed_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,7 +64,9 @@ def add_seed_arguments(p: argparse.ArgumentParser) -> None:
 
 def note_seed_arguments(args: argparse.Namespace) -> None:
     if args.use_custom_rope:
-        log.info(CUSTOM_ROPE)
+        from tempo.settings.rules import SHARED_POSITIONS
+
+        log.info("--use-custom-rope: always on (the flag changes nothing): %s", SHARED_POSITIONS)
 
 
 def add_request_arguments(p: argparse.ArgumentParser, fields: Mapping[str, FieldSpec] = FIELDS) -> None:

@@ -157,7 +157,7 @@ tags: [tempo, {config.stage}]
 |---|---|
 | architecture | `{summary['architecture']}`, {summary['parameters'] / 1e6:.2f}M parameters |
 | started from | `{summary['init_from']}` |
-| data | `{summary['data_file']}`, {summary['examples']} examples |
+| data | `{summary['examples_file']}`, {summary['examples']} examples |
 | tokens added | {added} |
 
 ## Training

@@ -26,6 +26,14 @@ Encoded = tuple[list[int], list[int]]
 """Token ids and labels of one prompt + completion (same length)."""
 
 
+def project_path(value: str) -> Path:
+    """A path as given, or under the project root when only there (the shipped ``assets/train/...`` files and
+    ``assets/models/...`` work from any folder, as ``model.model_id`` does)."""
+    from tempo.models.loading import resolve_model_path
+
+    return Path(resolve_model_path(value))
+
+
 def read_jsonl(path: Path, key: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
     """The records of a JSONL file, each an object with the string ``fields``; errors name ``key`` and the line."""
     try:
@@ -90,7 +98,7 @@ def load_start(config: TrainConfig) -> tuple[torch.nn.Module, Any]:
     trainer (``checkpoint_dir/last.pt``) with the tokenizer prepared in ``data_dir``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = Path(config.init_from).expanduser()
+    source = project_path(config.init_from)
     try:
         if source.is_file():
             return _from_checkpoint(source, config)

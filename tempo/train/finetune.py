@@ -22,7 +22,7 @@ import torch
 from tempo.train.card import write_stage_card
 from tempo.train.config import TrainConfig
 from tempo.train.data import batch_indices, epochs_to_steps
-from tempo.train.examples import add_tool_tokens, collate, encode, load_start, read_jsonl
+from tempo.train.examples import add_tool_tokens, collate, encode, load_start, project_path, read_jsonl
 from tempo.train.modeling import count_parameters, enable_activation_checkpointing
 from tempo.train.objectives import dpo_loss, sequence_logps, sft_loss, token_logps
 
@@ -37,7 +37,7 @@ class ToolsStage:
     def __init__(self, config: TrainConfig, model: torch.nn.Module, tokenizer: Any, device: torch.device,
                  max_length: int):
         self.device, self.pad_id = device, tokenizer.pad_token_id
-        records = read_jsonl(config.path(self.file_key), self.file_key, self.fields)
+        records = read_jsonl(project_path(getattr(config, self.file_key)), self.file_key, self.fields)
         self.examples = [encode(tokenizer, r["prompt"], r["completion"], max_length) for r in records]
 
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -70,7 +70,7 @@ class RlhfStage:
     def __init__(self, config: TrainConfig, model: torch.nn.Module, tokenizer: Any, device: torch.device,
                  max_length: int):
         self.device, self.pad_id, self.beta = device, tokenizer.pad_token_id, config.dpo_beta
-        records = read_jsonl(config.path(self.file_key), self.file_key, self.fields)
+        records = read_jsonl(project_path(getattr(config, self.file_key)), self.file_key, self.fields)
         self.examples = [(encode(tokenizer, r["prompt"], r["chosen"], max_length),
                           encode(tokenizer, r["prompt"], r["rejected"], max_length)) for r in records]
         self.reference = self.policy_logps(model, np.arange(len(self.examples)), config.batch_size)  # [N, 2]
@@ -133,7 +133,7 @@ def finetune(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         before = stage.measure(model, rows, config.batch_size)
     start = time.time()
     history = _loop(config, model, stage, rows, total_steps, autocast, amp_dtype, device, progress)
-    summary = {"stage": config.stage, "init_from": config.init_from, "data_file": config.path(stage.file_key).name,
+    summary = {"stage": config.stage, "init_from": config.init_from, "examples_file": getattr(config, stage.file_key),
                "examples": len(stage.examples), "measured_on": len(rows), "steps": total_steps,
                "train_seconds": round(time.time() - start, 1), "before": before, "after": history[-1],
                "added_tokens": added, "parameters": count_parameters(model), "architecture": model.config.model_type,

@@ -222,6 +222,28 @@ def test_training_reads_the_named_arrays(prepared, tmp_path):
     assert "constant.npy" in (tmp_path / "a" / "README.md").read_text()
 
 
+def test_tools_stage_starts_from_a_checkpoint_with_the_prepared_tokenizer(prepared, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root, config, _ = prepared
+    first = dict(SMALL_MODEL, data_dir=str(root / "data"), data_file="code_train.npy", val_file=config.val_file,
+                 checkpoint_dir=str(tmp_path / "ckpt"), output_dir=str(tmp_path / "first"), learning_rate=1e-2,
+                 max_steps=4, eval_batches=1, **FAST)
+    train(resolve_config({}, {}, first), progress=False)
+    sft = write_jsonl(tmp_path / "sft.jsonl", [("def read(path):\n", "<tool_call>open(path)</tool_call>")] * 3,
+                      ("prompt", "completion"))
+    summary = train(resolve_config({}, {}, {**first, "stage": "tools", "init_from": str(tmp_path / "ckpt" / "last.pt"),
+                                            "sft_file": str(sft), "output_dir": str(tmp_path / "tools"),
+                                            "max_steps": 2}), progress=False)
+    assert summary["added_tokens"] == []  # the trainer's tokenizer has the seeds' <tool_call> tokens
+    # The checkpoint's weights are the first run's saved model: the loss before the first step is that model's.
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tmp_path / "first"), AutoTokenizer.from_pretrained(tmp_path / "first")
+    ids, labels = encode(tokenizer, "def read(path):\n", "<tool_call>open(path)</tool_call>", 32)
+    assert ids.count(tokenizer.convert_tokens_to_ids("<tool_call>")) == 1
+    total, count = hand_logp(model, ids, labels)
+    assert summary["before"]["completion_loss"] == pytest.approx(-total / count, abs=1e-3)
+
+
 def test_a_missing_or_bad_array_names_its_key(prepared, tmp_path):
     root, config, _ = prepared
     base = dict(SMALL_MODEL, data_dir=str(root / "data"), val_file=config.val_file, data_file="code_train.npy")

@@ -58,7 +58,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a small code model (see `train prepare` for the data)",
                        description="Train a small causal LM on prepared data and save it as a Hugging Face model. "
-                                   "Run `python -m tempo train prepare` first.")
+                                   "Run `python -m tempo train prepare` first. --stage tools / rlhf fine-tune "
+                                   "--init-from on --sft-file / --preference-file instead (no prepared data).")
     _add_config_flags(p)
     p.set_defaults(handler=run_train)
     stages = p.add_subparsers(dest="train_command", required=False, metavar="{prepare}")

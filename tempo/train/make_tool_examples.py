@@ -34,6 +34,9 @@ VALUES: dict[str, Any] = {
     "fp": "out.json", "pattern": "*.py", "name": "report.txt", "names": ["a.py", "b.txt"], "pathname": "src/*.py",
     "heap": [1, 3, 5], "item": 4, "seq": [1, 2, 3], "year": 2024, "month": 5, "day": 17, "r": 0.2, "g": 0.4,
     "h": 0.5, "l": 0.6, "v": 0.8, "word": "apple", "possibilities": ["ape", "apply", "peach"], "filename": "notes.txt",
+    "integers": [12, 18], "pat": "*.txt", "patterns": ["*.pyc", "__pycache__"], "iterables": [[1, 4], [2, 3]],
+    "cmd": "ls", "line": "print('hi')", "prefix": "    ", "base_name": "backup", "format": "zip", "q": 4,
+    "input": "in.bin", "output": "out.txt", "tuple": [2024, 1, 1, 0, 0, 0], "delta": 3, "cols": 3,
 }
 
 

@@ -208,17 +208,19 @@ def test_training_reads_the_named_arrays(prepared, tmp_path):
     np.save(tmp_path / "constant_val.npy", constant[:6])
     run = dict(SMALL_MODEL, data_dir=str(root / "data"), checkpoint_dir=str(tmp_path / "ckpt"), learning_rate=1e-2,
                max_steps=24, eval_batches=2, model_name="t", **{**FAST, "batch_size": 4})
-    named = train(resolve_config({}, {}, {**run, "data_file": "constant.npy", "val_file": str(tmp_path / "constant_val.npy"),
-                                          "output_dir": str(tmp_path / "a")}), progress=False)
+    named = train(resolve_config({}, {}, {**run, "data_file": "constant.npy", "output_dir": str(tmp_path / "a"),
+                                          "val_file": str(tmp_path / "constant_val.npy")}), progress=False)
     prepared_run = train(resolve_config({}, {}, {**run, "data_file": "code_train.npy", "val_file": config.val_file,
                                                  "output_dir": str(tmp_path / "b")}), progress=False)
     assert named["val_sequences"] == 6 and prepared_run["val_sequences"] == len(np.load(config.val_file))
     assert named["val_loss"] < 0.5 < 2.0 < prepared_run["val_loss"]  # a constant sequence is learnt at once
     saved = json.loads((tmp_path / "a" / "training_summary.json").read_text())["data"]
-    assert saved["arrays"] == {"train": str(root / "data" / "constant.npy"), "val": str(tmp_path / "constant_val.npy")}
+    assert saved["arrays"] == {"train": str((root / "data" / "constant.npy").resolve()),
+                               "val": str((tmp_path / "constant_val.npy").resolve())}
     vocab = load_prepared(config).meta["vocab_size"]  # the baseline, measured again on the named arrays (add-one)
     assert saved["train_tokens"] == constant.size
-    assert saved["unigram_val_loss"] == pytest.approx(-math.log((constant.size + 1) / (constant.size + vocab)), abs=1e-4)
+    unigram = -math.log((constant.size + 1) / (constant.size + vocab))
+    assert saved["unigram_val_loss"] == pytest.approx(unigram, abs=1e-4)
     assert "constant.npy" in (tmp_path / "a" / "README.md").read_text()
 
 
@@ -237,7 +239,8 @@ def test_tools_stage_starts_from_a_checkpoint_with_the_prepared_tokenizer(prepar
                                             "max_steps": 2}), progress=False)
     assert summary["added_tokens"] == []  # the trainer's tokenizer has the seeds' <tool_call> tokens
     # The checkpoint's weights are the first run's saved model: the loss before the first step is that model's.
-    model, tokenizer = AutoModelForCausalLM.from_pretrained(tmp_path / "first"), AutoTokenizer.from_pretrained(tmp_path / "first")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "first")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "first")
     ids, labels = encode(tokenizer, "def read(path):\n", "<tool_call>open(path)</tool_call>", 32)
     assert ids.count(tokenizer.convert_tokens_to_ids("<tool_call>")) == 1
     total, count = hand_logp(model, ids, labels)
@@ -291,7 +294,7 @@ def test_the_seeds_data_command_lines_run(tmp_path, monkeypatch, capsys):
                  "--checkpoint-dir", "ckpt", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 2 and (tmp_path / "out" / "model.safetensors").is_file()
     saved = json.loads((tmp_path / "out" / "training_summary.json").read_text())
-    assert saved["data"]["arrays"]["train"] == "data/processed/code_train_large.npy"
+    assert saved["data"]["arrays"]["train"] == str((tmp_path / "data/processed/code_train_large.npy").resolve())
 
 
 @pytest.mark.slow

@@ -68,7 +68,7 @@ validation tokens in sequences of {meta['seq_length']} ({meta['bytes_per_token']
 
 def _arrays_line(meta: dict[str, Any]) -> str:
     arrays = meta.get("arrays")
-    return f"Arrays trained on: `{arrays['train']}`, validated on: `{arrays['val']}`.\n" if arrays else ""
+    return f"Arrays: `{arrays['train']}` (training), `{arrays['val']}` (validation).\n" if arrays else ""
 
 
 def _training_section(config: TrainConfig, summary: dict[str, Any], meta: dict[str, Any]) -> str:

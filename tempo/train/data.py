@@ -181,7 +181,7 @@ def prepare(config: TrainConfig) -> dict[str, Any]:
         "train_files": [p.relative_to(root).as_posix() for p in train_files],
         "val_files": [p.relative_to(root).as_posix() for p in val_files],
         "train_bytes": train_bytes,
-        "arrays": {kind: str(path) for kind, path in arrays.items()},
+        "arrays": {kind: str(path.resolve()) for kind, path in arrays.items()},
         "vocab_size": len(tokenizer),
         "seq_length": seq_length,
         "train_sequences": int(train.shape[0]),
@@ -227,8 +227,12 @@ def load_prepared(config: TrainConfig) -> PreparedData:
 def describe_arrays(meta: dict[str, Any], config: TrainConfig, train: np.ndarray, val: np.ndarray) -> dict[str, Any]:
     """``meta`` with the array counts and unigram baseline of the arrays actually named (data_file, val_file),
     measured again when they are not the ones ``prepare`` wrote."""
-    arrays = {"train": str(array_path(config, "data_file")), "val": str(array_path(config, "val_file"))}
-    if meta.get("arrays") == arrays:
+    arrays = {kind: str(array_path(config, key).resolve())
+              for kind, key in (("train", "data_file"), ("val", "val_file"))}
+    written = meta.get("arrays")
+    if written is None and (config.data_file, config.val_file) == ("train.npy", "val.npy"):
+        return meta  # prepared before the arrays had names: the default names are the ones it wrote
+    if written == arrays:
         return meta
     vocab = max(int(meta["vocab_size"]), int(np.max(train)) + 1, int(np.max(val)) + 1)
     return {**meta, "arrays": arrays, "seq_length": int(train.shape[1]), "train_sequences": int(train.shape[0]),

@@ -107,6 +107,9 @@ def load_start(config: TrainConfig) -> tuple[torch.nn.Module, Any]:
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainConfigError(f"init_from: cannot load a model from {config.init_from!r}: {reason}") from None
+    if tokenizer.eos_token_id is None:
+        raise TrainConfigError(f"init_from: the tokenizer of {config.init_from!r} has no eos token to close a "
+                               "completion with")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

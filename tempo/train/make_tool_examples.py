@@ -2,11 +2,11 @@
 
     python -m tempo.train.make_tool_examples [--out-dir assets/train] [--limit 200] [--pairs 64]
 
-Each public function defined in one of MODULES (not imported into it) with a docstring and a signature ``inspect.signature`` can read becomes one
-tool: the prompt shows the tool (its signature) and the task (the docstring's first line), the completion
-calls it between ``<tool_call>`` and ``</tool_call>`` as JSON ``{"name", "arguments"}``, the arguments being
-the required parameters with a sample value by parameter name (``VALUES``; otherwise the name in angle
-brackets). The preference pairs take the same prompts: ``chosen`` is the right call, ``rejected`` either
+Each public function defined in one of MODULES (not imported into it) with a docstring and a signature that
+``inspect.signature`` can read becomes one tool: the prompt shows the tool (its signature) and the task (the
+docstring's first line), the completion calls it between ``<tool_call>`` and ``</tool_call>`` as JSON
+``{"name", "arguments"}``, the arguments being the required parameters with a sample value by parameter name
+(``VALUES``; otherwise the name in angle brackets). The preference pairs take the same prompts: ``chosen`` is the right call, ``rejected`` either
 calls the next tool of the list (even lines) or answers in prose without a call (odd lines).
 
 The output depends on the interpreter's standard library; the shipped files say which Python made them in

@@ -180,6 +180,17 @@ def test_the_shipped_example_files_parse():
     assert all(p["chosen"] != p["rejected"] for p in pairs)
 
 
+def test_the_example_files_are_what_the_script_makes(tmp_path):
+    """make_tool_examples reproduces the shipped files on the Python that made them (docs/training.md)."""
+    if sys.version.split()[0] != "3.11.7":
+        pytest.skip("the shipped files were made with Python 3.11.7's standard library")
+    from tempo.train.make_tool_examples import main
+
+    assert main(["--out-dir", str(tmp_path)]) == 0
+    for name in ("tool_calls.jsonl", "preferences.jsonl"):
+        assert (tmp_path / name).read_text() == (ROOT / "assets/train" / name).read_text()
+
+
 # --- --data-file / --val-file ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

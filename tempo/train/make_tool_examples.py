@@ -72,8 +72,26 @@ def arguments(signature: inspect.Signature) -> dict[str, Any]:
     return out
 
 
+class _Named:
+    """A default shown by its name (``copy_function=copy2``), not by a repr with a memory address."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def render(signature: inspect.Signature) -> str:
+    """The signature as text, the same on every run: defaults that are functions or classes by name."""
+    params = [p.replace(default=_Named(p.default.__name__))
+              if p.default is not p.empty and callable(p.default) and hasattr(p.default, "__name__") else p
+              for p in signature.parameters.values()]
+    return str(signature.replace(parameters=params))
+
+
 def prompt(name: str, signature: inspect.Signature, summary: str) -> str:
-    return f"### Tool: {name}{signature}\n### Task: {summary}\n"
+    return f"### Tool: {name}{render(signature)}\n### Task: {summary}\n"
 
 
 def call(name: str, signature: inspect.Signature) -> str:

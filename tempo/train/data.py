@@ -209,7 +209,6 @@ def load_prepared(config: TrainConfig) -> PreparedData:
                              "run `python -m tempo train prepare` first")
     meta = json.loads((data_dir / META_FILE).read_text(encoding="utf-8"))
     train, val = load_array(config, "data_file"), load_array(config, "val_file")
-    meta = describe_arrays(meta, config, train, val)
     if train.shape[1] > config.max_seq_len:
         raise TrainDataError(f"prepared sequences have {train.shape[1]} tokens but max_seq_len is "
                              f"{config.max_seq_len}; prepare again with a smaller seq_length")
@@ -218,6 +217,7 @@ def load_prepared(config: TrainConfig) -> PreparedData:
         if int(np.min(array)) < 0 or int(np.max(array)) >= len(tokenizer):
             raise TrainDataError(f"{key}: {array_path(config, key)} holds token ids outside [0, {len(tokenizer)}) "
                                  f"of the tokenizer in {data_dir / TOKENIZER_DIR}")
+    meta = describe_arrays(meta, config, train, val)
     if len(tokenizer) > config.vocab_size:
         raise TrainDataError(f"the prepared tokenizer has {len(tokenizer)} tokens but vocab_size is "
                              f"{config.vocab_size}; prepare again with this vocab_size")
@@ -234,11 +234,10 @@ def describe_arrays(meta: dict[str, Any], config: TrainConfig, train: np.ndarray
         return meta  # prepared before the arrays had names: the default names are the ones it wrote
     if written == arrays:
         return meta
-    vocab = max(int(meta["vocab_size"]), int(np.max(train)) + 1, int(np.max(val)) + 1)
+    unigram = unigram_loss(np.asarray(train), np.asarray(val), int(meta["vocab_size"]))
     return {**meta, "arrays": arrays, "seq_length": int(train.shape[1]), "train_sequences": int(train.shape[0]),
             "val_sequences": int(val.shape[0]), "train_tokens": int(train.size), "val_tokens": int(val.size),
-            "bytes_per_token": "n/a", "unigram_val_loss": round(unigram_loss(np.asarray(train), np.asarray(val),
-                                                                             vocab), 4)}
+            "bytes_per_token": "n/a", "unigram_val_loss": round(unigram, 4)}
 
 
 def batches_per_epoch(num_sequences: int, batch_size: int) -> int:

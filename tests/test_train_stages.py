@@ -286,7 +286,6 @@ def seed_flags(text: str) -> list[str]:
     return [word for line in text.splitlines() for word in line.split("#")[0].split()]
 
 
-@pytest.mark.slow
 def test_the_seeds_data_command_lines_run(tmp_path, monkeypatch, capsys):
     from tempo.cli.main import main
 

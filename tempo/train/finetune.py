@@ -25,6 +25,7 @@ from tempo.train.data import batch_indices, epochs_to_steps
 from tempo.train.examples import add_tool_tokens, collate, encode, load_start, project_path, read_jsonl
 from tempo.train.modeling import count_parameters, enable_activation_checkpointing
 from tempo.train.objectives import dpo_loss, sequence_logps, sft_loss, token_logps
+from tempo.train.trainer import eval_rows
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class ToolsStage:
         self.device, self.pad_id = device, tokenizer.pad_token_id
         records = read_jsonl(project_path(getattr(config, self.file_key)), self.file_key, self.fields)
         self.examples = [encode(tokenizer, r["prompt"], r["completion"], max_length) for r in records]
+        self.rows = eval_rows(len(self.examples), config.eval_batches * config.batch_size)  # measured every time
 
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         return collate([self.examples[r] for r in rows], self.pad_id, self.device)
@@ -49,9 +51,9 @@ class ToolsStage:
         return sft_loss(logits, batch["labels"])
 
     @torch.no_grad()
-    def measure(self, model: torch.nn.Module, rows: np.ndarray, batch_size: int) -> dict[str, float]:
-        """The completion loss over ``rows``, every completion token weighing the same (model in eval mode)."""
-        was_training, total, count = model.training, 0.0, 0
+    def measure(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
+        """The completion loss over ``self.rows``, every completion token weighing the same (model in eval mode)."""
+        was_training, total, count, rows = model.training, 0.0, 0, self.rows
         model.eval()
         for start in range(0, len(rows), batch_size):
             batch = self.batch(rows[start:start + batch_size])
@@ -74,6 +76,10 @@ class RlhfStage:
         self.examples = [(encode(tokenizer, r["prompt"], r["chosen"], max_length),
                           encode(tokenizer, r["prompt"], r["rejected"], max_length)) for r in records]
         self.reference = self.policy_logps(model, np.arange(len(self.examples)), config.batch_size)  # [N, 2]
+        # The measured rows' reference, in the batches measure() uses: the same padding, the same numbers, so
+        # the margin before the first step is exactly 0.
+        self.rows = eval_rows(len(self.examples), config.eval_batches * config.batch_size)
+        self.measured_reference = self.policy_logps(model, self.rows, config.batch_size)
 
     @torch.no_grad()
     def policy_logps(self, model: torch.nn.Module, rows: np.ndarray, batch_size: int) -> torch.Tensor:
@@ -97,8 +103,9 @@ class RlhfStage:
         losses, _ = dpo_loss(policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1], self.beta)
         return losses.mean()
 
-    def measure(self, model: torch.nn.Module, rows: np.ndarray, batch_size: int) -> dict[str, float]:
-        policy, reference = self.policy_logps(model, rows, batch_size), self.reference[torch.as_tensor(rows)]
+    def measure(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
+        """DPO loss, mean margin and accuracy (share of positive margins) over ``self.rows``."""
+        policy, reference = self.policy_logps(model, self.rows, batch_size), self.measured_reference
         losses, margin = dpo_loss(policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1], self.beta)
         return {self.metric: round(float(losses.mean()), 4), "margin": round(float(margin.mean()), 4),
                 "accuracy": round(float((margin > 0).float().mean()), 4)}
@@ -109,7 +116,7 @@ STAGES = {"tools": ToolsStage, "rlhf": RlhfStage}
 
 def finetune(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     """Run stage ``config.stage`` (tools or rlhf), save the model to output_dir, return the run's summary."""
-    from tempo.train.trainer import autocast_context, eval_rows, pick_device
+    from tempo.train.trainer import autocast_context, pick_device
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -125,16 +132,15 @@ def finetune(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     autocast, amp_dtype = autocast_context(config, device)
     with autocast():
         stage = STAGES[config.stage](config, model, tokenizer, device, max_length(config, model))
-    rows = eval_rows(len(stage.examples), config.eval_batches * config.batch_size)
     total_steps = epochs_to_steps(len(stage.examples), config)
     log.info("stage %s from %s: %d examples, %d steps, device %s", config.stage, config.init_from,
              len(stage.examples), total_steps, device)
     with autocast():
-        before = stage.measure(model, rows, config.batch_size)
+        before = stage.measure(model, config.batch_size)
     start = time.time()
-    history = _loop(config, model, stage, rows, total_steps, autocast, amp_dtype, device, progress)
+    history = _loop(config, model, stage, total_steps, autocast, amp_dtype, device, progress)
     summary = {"stage": config.stage, "init_from": config.init_from, "examples_file": getattr(config, stage.file_key),
-               "examples": len(stage.examples), "measured_on": len(rows), "steps": total_steps,
+               "examples": len(stage.examples), "measured_on": len(stage.rows), "steps": total_steps,
                "train_seconds": round(time.time() - start, 1), "before": before, "after": history[-1],
                "added_tokens": added, "parameters": count_parameters(model), "architecture": model.config.model_type,
                "device": str(device), "threads": torch.get_num_threads(), "history": history}
@@ -148,9 +154,9 @@ def max_length(config: TrainConfig, model: torch.nn.Module) -> int:
     return min(config.seq_length or context, context)
 
 
-def _loop(config: TrainConfig, model: torch.nn.Module, stage: Any, rows: np.ndarray, total_steps: int,
+def _loop(config: TrainConfig, model: torch.nn.Module, stage: Any, total_steps: int,
           autocast: Callable, amp_dtype: torch.dtype | None, device: torch.device, progress: bool) -> list[dict]:
-    """``total_steps`` optimizer steps; the stage's metric on ``rows`` every eval_interval steps and at the end."""
+    """``total_steps`` optimizer steps; the stage's metrics every eval_interval steps and at the end."""
     from tempo.train.trainer import _progress_bar, get_lr, make_optimizer
 
     optimizer = make_optimizer(model, config)
@@ -181,7 +187,7 @@ def _loop(config: TrainConfig, model: torch.nn.Module, stage: Any, rows: np.ndar
             bar.set_postfix(loss=f"{loss_ema:.3f}", lr=f"{lr:.2e}", refresh=False)
         if (step + 1) % config.eval_interval == 0 or step + 1 == total_steps:
             with autocast():
-                measured = stage.measure(model, rows, config.batch_size)
+                measured = stage.measure(model, config.batch_size)
             history.append({"step": step + 1, "train_loss": round(loss_ema, 4), **measured, "lr": lr})
             log.info("step %d/%d: %s", step + 1, total_steps, ", ".join(f"{k} {v}" for k, v in history[-1].items()))
     if bar is not None:

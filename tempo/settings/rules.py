@@ -72,8 +72,6 @@ REJECTED: tuple[tuple[str, Any, str], ...] = (
     ("generation.use_cache", True, "the parallel sets live in the KV cache; TEMPO cannot run without it"),
     ("api.debug", False, "not wired: the REST routes answer one-line errors and log tracebacks"),
     ("api.api_version", "v2", "TEMPO serves one API version, v2 (the routes of tempo/api.py)"),
-    ("api.enable_metrics", False, "no metrics exporter in this build (no prometheus_client)"),
-    ("api.metrics_port", 0, "no metrics exporter in this build, so no metrics port"),
     ("api.rate_limit_strategy", "sliding_window",
      "the REST rate limiter keeps each client's request times of the last rate_limit_window seconds "
      "(a sliding-window log); there is no other strategy"),

@@ -284,6 +284,9 @@ class ApiSettings(Section):
     max_body_bytes: int = key(1_048_576, "REST request bodies over this many bytes answer 413", lo=1)
     trust_proxy_headers: bool = flag(False, "rate limit per X-Forwarded-For (its first address): only behind a "
                                       "proxy that sets it, as a Space's; a client could spoof it")
+    enable_metrics: bool = flag(False, "Prometheus metrics: GET /metrics (tempo/serve/metrics.py)")
+    metrics_port: int = key(0, "with enable_metrics: > 0 serves the metrics on this port of their own (on api.host) "
+                               "instead of GET /metrics on the app's port", lo=0, hi=65535)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def pathways(hidden: torch.Tensor, similarity: float, max_pathways: int) -> list
 
     Going through the set in order, a candidate joins the first pathway whose first member it is at least
     ``similarity`` similar to (cosine), else starts a new one; once there are ``max_pathways``, it joins the
-    pathway whose first member it is most similar to. A zero vector is similar to nothing (cosine 0)."""
+    pathway whose first member it is most similar to. A zero vector has cosine 0 with every vector."""
     unit = torch.nn.functional.normalize(hidden.float(), dim=-1)
     cosine = (unit @ unit.T).tolist()  # [n, n]
     firsts: list[int] = []  # the first member of each pathway

@@ -27,7 +27,7 @@ MODES = ("tempo", "default", "mcts")
 COMPLETE_PRUNING_MODES = ("keep_token", "keep_unattended", "remove_position")
 TRUNCATE_PROMPT = ("none", "left")
 PRUNING_STRATEGIES = ("coherence", "diversity", "hybrid")
-UI_GROUPS = (MAIN_GROUP, "Sampling", "Dynamic thresholds", "Retroactive pruning", "MCTS")
+UI_GROUPS = (MAIN_GROUP, "Sampling", "Dynamic thresholds", "Pruning", "MCTS")
 """The app's groups in screen order; a group not listed comes after them, "Other settings" last."""
 
 
@@ -36,7 +36,7 @@ def _generation(default: Any, group: str = "Sampling", **spec: Any) -> Any:
 
 
 def _pruning(default: Any, **spec: Any) -> Any:
-    return declare(default, section="pruning", group="Retroactive pruning", **spec)
+    return declare(default, section="pruning", group="Pruning", **spec)  # retroactive and strategy pruning
 
 
 def _mcts(default: Any, **spec: Any) -> Any:

@@ -120,6 +120,37 @@ def test_compare_runs_mcts_without_strategy_pruning():
     assert requests["tempo"].use_pruning and requests["tempo_pruning"].use_pruning and requests["default"].use_pruning
 
 
+def test_what_pruned_each_candidate_in_the_table_and_the_plot():
+    from tempo.result import Candidate, ModelInfo, Step, Timing
+    from tempo.ui.plots import set_sizes_figure
+
+    steps = [
+        Step(0, 5, 0.1, strategy="coherence", candidates=[
+            Candidate(1, "a", 0.5, coherence=0.6), Candidate(2, "b", 0.3, coherence=0.4),
+            Candidate(3, "c", 0.2, status="pruned", pruned_at_step=0, coherence=0.1)]),
+        Step(1, 6, 0.1, strategy="diversity", candidates=[
+            Candidate(4, "d", 0.7), Candidate(5, "e", 0.3, status="pruned", pruned_at_step=1)]),
+        Step(2, 7, 0.1, candidates=[Candidate(6, "f", 0.9)]),
+    ]
+    steps[0].candidates[1].status, steps[0].candidates[1].pruned_at_step = "pruned", 2  # by attention, later
+    result = GenerationResult("p", "tempo", "", "", steps, {}, Timing(), ModelInfo("m", "cpu", "float32"))
+    assert fates(result) == {"kept": [1, 1, 1], "coherence": [1, 0, 0], "diversity": [0, 1, 0],
+                             "attention": [1, 0, 0]}
+    table = candidates_table(result)
+    assert list(table["pruned_by"].fillna("")) == ["", "attention", "coherence", "", "diversity", ""]
+    assert list(table["coherence"][:3]) == [0.6, 0.4, 0.1] and table["coherence"][3:].isna().all()
+    legend = [t.get_text() for t in set_sizes_figure(result).axes[0].get_legend().get_texts()]
+    assert legend == ["kept", "pruned by coherence", "pruned by diversity", "pruned by attention"]
+    assert GenerationResult.from_json(result.to_json()) == result  # the new fields round-trip
+
+
+def test_the_fields_sit_in_the_pruning_accordion():
+    from tempo.ui import controls
+
+    assert {"use_pruning", "pruning_strategy", "coherence_threshold", "diversity_clusters", "diversity_similarity",
+            "diversity_steps"} <= set(controls.grouped_fields()["Pruning"])
+
+
 # --- on the models: coherence ------------------------------------------------------------------
 
 def processed_by_hand(logits, seen_ids, penalty, temperature, eos_ids, early):
@@ -319,3 +350,86 @@ def test_beside_retroactive_pruning_dropped_candidates_get_no_attention(engine):
             elif pruned_by(step, c) == "attention":
                 assert c.pruned_at_step > step.step and c.attention is not None
     assert result.timing.pruning_s > 0
+
+
+# --- the interfaces: CLI, REST, gradio_client ---------------------------------------------------
+
+STRATEGY_FLAGS = ["--use-pruning", "--pruning-strategy", "hybrid", "--coherence-threshold", "0.2",
+                  "--diversity-clusters", "2", "--diversity-similarity", "0.5", "--diversity-steps", "2"]
+STRATEGY_FIELDS = dict(use_pruning=True, pruning_strategy="hybrid", coherence_threshold=0.2, diversity_clusters=2,
+                       diversity_similarity=0.5, diversity_steps=2)
+
+
+@pytest.fixture
+def quiet_cli(monkeypatch, clean_tempo_env):
+    monkeypatch.setenv("TEMPO_LOGGING__ENABLE_FILE_LOGGING", "false")
+
+
+def test_cli_flags_reach_the_request_and_bad_values_name_the_field(tiny_model_dir, engines, capsys, quiet_cli):
+    from tempo.cli.main import main
+
+    model = str(tiny_model_dir["llama"])
+    common = ["generate", "--model", model, "--prompt", PROMPT, "--max-tokens", "6", "--min-steps", "6",
+              "--selection-threshold", "0.05", "--temperature", "1.0"]
+    assert main([*common, "--json", *STRATEGY_FLAGS]) == 0
+    result = GenerationResult.from_dict(json.loads(capsys.readouterr().out))
+    assert {k: result.settings[k] for k in STRATEGY_FIELDS} == STRATEGY_FIELDS
+    reference = alone(engines["llama"], PROMPT, max_tokens=6, min_steps=6, selection_threshold=0.05, temperature=1.0,
+                      **STRATEGY_FIELDS)
+    same(result, reference)
+    assert fate(result) == fate(reference) and [s.strategy for s in result.steps] == ["diversity"] * 2 + \
+        ["coherence"] * 3 + [None]
+    for flags, field in ((["--use-pruning", "--coherence-threshold", "1.5"], "coherence_threshold"),
+                         (["--use-pruning", "--diversity-clusters", "0"], "diversity_clusters"),
+                         (["--use-pruning", "--use-mcts"], "use_pruning")):
+        assert main([*common, *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"error: {field}:"), err
+    with pytest.raises(SystemExit) as info:  # a choice argparse knows: refused before any model loads
+        main([*common, "--pruning-strategy", "entropy"])
+    assert info.value.code == 2 and "--pruning-strategy: invalid choice: 'entropy'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir):
+    from tempo.settings.loader import load_settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in __import__("os").environ if n.startswith("TEMPO_")]:
+            patch.delenv(name)
+        settings = load_settings(overrides={"app.stream_interval": 0.0})
+    with serving(tiny_model_dir["llama"], settings) as served:
+        yield served
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_rest_and_gradio_client_take_the_fields_and_refuse_bad_values_with_422(served):
+    import httpx
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    engine, server = served
+    fields = dict(selection_threshold=0.05, temperature=1.0, max_tokens=6, min_steps=6, **STRATEGY_FIELDS)
+    reference = alone(engine, PROMPT, **fields)
+    answer = httpx.post(server.url + "generate", json={"prompt": PROMPT, **fields}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    rest = GenerationResult.from_dict(answer.json())
+    same(rest, reference)
+    assert fate(rest) == fate(reference)
+    same_coherence(rest, reference)
+    for body, field in (({"pruning_strategy": "entropy"}, "pruning_strategy"),
+                        ({"coherence_threshold": 1.5}, "coherence_threshold"),
+                        ({"diversity_clusters": 0}, "diversity_clusters"),
+                        ({"mode": "mcts"}, "use_pruning")):
+        bad = httpx.post(server.url + "generate", json={"prompt": PROMPT, "use_pruning": True, **body})
+        assert bad.status_code == 422 and bad.json()["field"] == field, bad.text
+    client = Client(server.url, verbose=False)
+    try:
+        streamed = GenerationResult.from_dict(client.predict(PROMPT, fields, api_name="/generate"))
+        same(streamed, reference)
+        assert fate(streamed) == fate(reference)
+        with pytest.raises(AppError, match="coherence_threshold"):
+            client.predict(PROMPT, {**fields, "coherence_threshold": 1.5}, api_name="/generate")
+    finally:
+        client.close()

@@ -433,3 +433,20 @@ def test_rest_and_gradio_client_take_the_fields_and_refuse_bad_values_with_422(s
             client.predict(PROMPT, {**fields, "coherence_threshold": 1.5}, api_name="/generate")
     finally:
         client.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["mistral", "qwen2_sliding", "deepseek_v2"])
+def test_diversity_on_sliding_window_and_mla_models(tmp_path, kind):
+    """The final hidden states come through the sliding-window path too (the window applied by position, past
+    WINDOW steps): one pathway a step keeps Hugging Face's greedy tokens."""
+    from tempo.engine.runner import Tempo
+    from tempo.models.loading import load_model
+    from helpers import save_tiny
+
+    engine = Tempo(load_model(str(save_tiny(tmp_path / kind, kind))))
+    result = alone(engine, PROMPT, use_pruning=True, pruning_strategy="diversity", diversity_similarity=-1.0,
+                   selection_threshold=0.05, max_tokens=12, min_steps=12)
+    assert any(len(step.candidates) > 1 for step in result.steps[:-1])
+    assert all(len(step.kept) == 1 for step in result.steps[:-1])
+    assert [step.candidates[0].token_id for step in result.steps] == hf_generate(engine, PROMPT, 12)

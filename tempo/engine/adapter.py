@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from tempo.engine.layout import additive
+from tempo.models.placement import execution_device
 from tempo.errors import ModelLoadError, TempoError
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ class ModelAdapter:
         windows = sliding_windows(model.config)
         self.windows = {layer: w for layer, w in enumerate(windows) if w is not None}
         self.dtype = next(model.parameters()).dtype
-        self.device = next(model.parameters()).device
+        self.device = execution_device(model, torch.device("cpu"))  # a placed model: its input device
         self.forward_calls = 0
+        self.tensor_parallel = any(type(p).__name__ == "DTensor" for p in model.parameters())
+        """Sharded over processes (``model.tp_plan``): each process holds some heads of every layer."""
         config = model.config.get_text_config()
         self.vocab_size = config.vocab_size
         self.context: int | None = getattr(config, "max_position_embeddings", None)
@@ -62,12 +65,16 @@ class ModelAdapter:
         cache: Any | None,
         last_only: bool = False,
         needed: torch.Tensor | None = None,  # [B, Q] bool: slots whose logits the caller reads
-    ) -> tuple[torch.Tensor, Any]:
+        hidden: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """Logits ``[B, Q, V]`` (``[B, 1, V]`` with ``last_only``) as float32, and the grown cache.
 
         With ``needed`` (and a model whose head is a plain projection) only those slots get logits;
         the others are 0. A batch pads every row to the largest set, so this skips the output
         projection — the costliest matrix of a small model — for filler slots.
+        With ``hidden`` (opt-in: strategy pruning's diversity) a third value, the final hidden states
+        ``[B, Q, H]`` — the last layer's output after the final norm, the output head's input — from the
+        same forward.
         """
         self.forward_calls += 1
         if log.isEnabledFor(logging.DEBUG):
@@ -75,17 +82,22 @@ class ModelAdapter:
                       input_ids.shape[0], input_ids.shape[1], 0 if cache is None else cache.get_seq_length(),
                       "explicit" if mask is not None else "causal", ", last logits only" if last_only else "")
         if self.windows:
-            return self._windowed(input_ids, position_ids, mask, cache, last_only, needed)
-        return self._forward(input_ids, position_ids, mask, cache, last_only, needed)
+            out = self._windowed(input_ids, position_ids, mask, cache, last_only, needed, hidden)
+        else:
+            out = self._forward(input_ids, position_ids, mask, cache, last_only, needed, hidden)
+        return out if hidden else out[:2]
 
-    def _forward(self, input_ids, position_ids, mask, cache, last_only, needed):
-        if needed is not None and self.plain_head and not bool(needed.all()):
+    def _forward(self, input_ids, position_ids, mask, cache, last_only, needed, hidden=False):
+        """``(logits, cache, final hidden states or None)``."""
+        if self.plain_head and (hidden or (needed is not None and not bool(needed.all()))):
             out = self.model.base_model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
                                         past_key_values=cache, use_cache=True)
-            hidden = out.last_hidden_state  # [B, Q, H]
-            logits = hidden.new_zeros(*hidden.shape[:2], self.vocab_size, dtype=torch.float32)
-            logits[needed] = self.model.get_output_embeddings()(hidden[needed]).float()
-            return logits, out.past_key_values
+            states = out.last_hidden_state  # [B, Q, H]
+            needed = needed if needed is not None else torch.ones(states.shape[:2], dtype=torch.bool,
+                                                                   device=states.device)
+            logits = states.new_zeros(*states.shape[:2], self.vocab_size, dtype=torch.float32)
+            logits[needed] = self.model.get_output_embeddings()(states[needed]).float()
+            return logits, out.past_key_values, states if hidden else None
         out = self.model(
             input_ids=input_ids,
             position_ids=position_ids,
@@ -93,10 +105,11 @@ class ModelAdapter:
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1 if last_only else 0,
+            **({"output_hidden_states": True} if hidden else {}),  # only when asked: the default path unchanged
         )
-        return out.logits.float(), out.past_key_values
+        return out.logits.float(), out.past_key_values, out.hidden_states[-1] if hidden else None
 
-    def _windowed(self, input_ids, position_ids, mask, cache, last_only, needed):
+    def _windowed(self, input_ids, position_ids, mask, cache, last_only, needed, hidden=False):
         """A model with sliding-window layers: the window becomes part of the mask of those layers.
 
         A key is in the window of a query when their *position ids* differ by less than the window, so
@@ -125,9 +138,9 @@ class ModelAdapter:
         masks = {w: torch.where(distance < w, mask, torch.tensor(forbidden, dtype=mask.dtype, device=mask.device))
                  for w in set(self.windows.values())}
         with layer_masks({layer: masks[w] for layer, w in self.windows.items()}):
-            logits, cache = self._forward(input_ids, position_ids, mask, cache, last_only, needed)
+            logits, cache, states = self._forward(input_ids, position_ids, mask, cache, last_only, needed, hidden)
         cache.tempo_positions = keys
-        return logits, cache
+        return logits, cache, states
 
     @staticmethod
     def concat_rows(first: Any, first_pad: int, second: Any, second_pad: int) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from tempo.engine import layout, prefill, prompt_cache, pruning, sampling
+from tempo.engine import layout, prefill, prompt_cache, pruning, sampling, strategy
 from tempo.engine.adapter import ModelAdapter
 from tempo.engine.attention import capture
 from tempo.engine.prompt_cache import PromptCache
@@ -37,6 +37,9 @@ STATE = ("visible", "key_bias", "prompt_len", "seen", "logits", "set_probs", "ke
 def check_for_model(request: GenerationRequest, adapter: ModelAdapter) -> None:
     """The request rules that depend on the loaded model (the others hold in ``build_request``; the prompt's
     length in ``prompting.prompt_row``)."""
+    if request.use_retroactive_pruning and adapter.tensor_parallel:
+        raise RequestError("use_retroactive_pruning", "must be false under tensor parallelism (model.tp_plan): "
+                           "each process sees only its own heads' attention, so their pruning would differ")
     if request.use_retroactive_pruning and request.num_layers_to_use > adapter.num_layers:
         raise RequestError("num_layers_to_use", f"must be in [0, {adapter.num_layers}] for this model "
                            f"(0 = all {adapter.num_layers} layers), got {request.num_layers_to_use}")
@@ -324,8 +327,9 @@ class Batch:
                                     self.key_bias if self.soft else None)  # [B, 1, K, T+K]
         layers = {layer for plan in self.plans if plan is not None for layer in plan[0]}
         with capture(layers) as self.attention:  # empty set: every layer stays on SDPA
-            self.logits, self.cache = self.adapter.forward(input_ids, positions, mask, self.cache,
-                                                          needed=real & head[:, None])  # [B, K, V]
+            self.logits, self.cache, *hidden = self.adapter.forward(  # [B, K, V]; hidden: [[B, K, H]] or []
+                input_ids, positions, mask, self.cache, needed=real & head[:, None],
+                hidden=strategy.needs_hidden(self.rows))
         self.visible = torch.cat([self.visible, real], dim=-1)
         self.key_bias = torch.cat([self.key_bias, torch.zeros(real.shape, device=dev)], dim=-1)
         self.set_probs, self.kept = probs, real
@@ -333,8 +337,9 @@ class Batch:
             # scatter_add, not scatter: filler slots repeat the pad id and must not unset it.
             added = torch.zeros_like(self.seen, dtype=torch.long).scatter_add_(1, input_ids, real.long())
             self.seen |= added > 0
-        if layers:
-            self._prune(self.attention, probs)
+        strategy.refine(self, hidden[0] if hidden else None)  # strategy pruning of the new sets (section 10)
+        if layers:  # the queries of step s: its candidates still kept
+            self._prune(self.attention, self.set_probs * self.kept)
 
     def _prune(self, attention: dict[int, torch.Tensor], query_weights: torch.Tensor) -> None:
         """Retroactive pruning of every pruning row from this step's attention (TEMPO_SPEC section 6)."""

@@ -5,6 +5,8 @@
                      422 naming the field on bad input
     POST /branch     a result (or its request), step, token_id, overrides -> the branch (serve/branch_api.py)
     GET  /docs       OpenAPI docs, when ``api.enable_docs``
+    /v1/...          the OpenAI-compatible API (``tempo/serve/openai_api.py``), under the same limits
+    GET  /metrics    Prometheus metrics, when ``api.enable_metrics`` (``tempo/serve/metrics.py``)
     /                the Gradio app (its own API under /gradio_api/)
 
 The ``api`` settings section is enforced here: ``host``/``port`` (``serve``),
@@ -31,7 +33,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import ConfigDict, create_model
+from pydantic import ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tempo.errors import RequestError
@@ -50,11 +52,14 @@ ApiConfig = ApiSettings
 
 def request_model(fields: Mapping[str, FieldSpec] = FIELDS):
     """The pydantic body of POST /generate, from the request fields' declaration (all but the prompt optional):
-    the OpenAPI docs list every field, and an unknown one is a 422 naming it."""
+    the OpenAPI docs list every field and its aliases (``threshold``; ``build_request`` resolves them), and an
+    unknown one is a 422 naming it."""
     body: dict[str, Any] = {"prompt": (str, ...)}
     for spec in fields.values():
         if spec.name != "prompt":
             body[spec.name] = (Optional[spec.type], None)
+            for alias in spec.aliases:
+                body[alias] = (Optional[spec.type], Field(None, description=f"another name of {spec.name}"))
     return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **body)
 
 
@@ -142,6 +147,10 @@ def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: Api
     from tempo.serve import branch_api; branch_api.add_route(app, settings, scheduler, config, slots, limiter)  # noqa: E702
 
     from tempo.serve.explore_api import add_explore_routes; add_explore_routes(app, engine, settings, scheduler, config, limiter, slots)  # noqa: E501,E702 -- issue 13
+    from tempo.serve import metrics, openai_api  # issue 14: /v1 (OpenAI's API) and /metrics
+    openai_api.install(app, settings, scheduler, config, limiter, slots)
+    if config.enable_metrics:
+        metrics.install(app, scheduler, config)
     return app
 
 
@@ -171,7 +180,7 @@ async def unparsable_body(request: Request, exc: StarletteHTTPException) -> JSON
 def health_report(engine: Tempo, scheduler: JobQueue) -> dict:
     info = engine.loaded.info()
     return {"status": "ok", "model_loaded": True, "model": info["id"], "device": info["device"],
-            "dtype": info["dtype"], **scheduler.stats()}
+            "dtype": info["dtype"], "weights": engine.loaded.weights(), **scheduler.stats()}
 
 
 async def answer_generate(values: dict[str, Any], request: Request, settings: Settings, scheduler: JobQueue,

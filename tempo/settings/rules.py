@@ -20,6 +20,9 @@ from tempo.settings.schema import (  # noqa: F401 -- the value lists are part of
 
 
 SECRET_KEYS = ("hub.token",)
+SHARED_POSITIONS = ("TEMPO gives the tokens of one parallel set one position through position ids; "
+                    "there is no RoPE modification to switch")
+"""Why ``use_custom_rope`` is refused in a settings file and ``--use-custom-rope`` changes nothing (always on)."""
 """Known keys that are never in settings.toml (they belong in .secrets.toml or the environment)."""
 
 
@@ -63,12 +66,8 @@ def request_validators(fields: Mapping[str, FieldSpec] = FIELDS) -> list[Validat
 
 REJECTED: tuple[tuple[str, Any, str], ...] = (
     # (key, the one accepted value, why no other value is supported here)
-    ("model.quantization", "", "4-bit / 8-bit loading needs bitsandbytes and CUDA, not in this build"),
     ("model.low_cpu_mem_usage", True, "transformers 5 always loads weights without a full extra copy in memory"),
-    ("model.max_memory", {}, "TEMPO keeps the whole model on one device (model.device); it does not split "
-                              "layers over devices"),
-    ("model.offload_folder", "", "TEMPO does not offload weights to disk (no device_map)"),
-    ("model.offload_state_dict", False, "transformers 5 dropped offload_state_dict and TEMPO does not offload"),
+    ("model.offload_state_dict", False, "transformers 5 dropped offload_state_dict; model.offload_folder serves its purpose"),
     ("generation.beam_width", 1, "TEMPO does not beam-search; its parallel sets replace beams"),
     ("generation.length_penalty", 1.0, "TEMPO does not beam-search; a length penalty only scores beams"),
     ("generation.early_stopping", True, "a row always stops at EOS (after generation.min_steps); "
@@ -76,8 +75,6 @@ REJECTED: tuple[tuple[str, Any, str], ...] = (
     ("generation.use_cache", True, "the parallel sets live in the KV cache; TEMPO cannot run without it"),
     ("api.debug", False, "not wired: the REST routes answer one-line errors and log tracebacks"),
     ("api.api_version", "v2", "TEMPO serves one API version, v2 (the routes of tempo/api.py)"),
-    ("api.enable_metrics", False, "no metrics exporter in this build (no prometheus_client)"),
-    ("api.metrics_port", 0, "no metrics exporter in this build, so no metrics port"),
     ("api.rate_limit_strategy", "sliding_window",
      "the REST rate limiter keeps each client's request times of the last rate_limit_window seconds "
      "(a sliding-window log); there is no other strategy"),
@@ -179,8 +176,7 @@ def validation_errors(settings: Dynaconf) -> list[str]:
             errors.append(f"debug.module_debug.{name} is not a module; one of {', '.join(MODULE_DEBUG_NAMES)}")
     for key in flatten(settings.as_dict()):
         if key.endswith(".use_custom_rope") or key == "use_custom_rope":
-            errors.append(f"{key} is not supported: TEMPO gives the tokens of one parallel set one position through "
-                          "position ids; there is no RoPE modification to switch (remove the key)")
+            errors.append(f"{key} is not supported: {SHARED_POSITIONS} (remove the key)")
     return errors
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tempo.engine.output import bracketed_text, clean_text, format_set, struck
-from tempo.result import KEPT, PRUNED, GenerationResult, Step
+from tempo.result import KEPT, PRUNED, GenerationResult, Step, pruned_by
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,8 +69,9 @@ def streamed_texts(prompt: str, steps: list[Step], marks: bool = False) -> tuple
 
 
 def candidates_table(result: GenerationResult) -> "pd.DataFrame":
-    """One row per candidate: step, position, rank in its set, token, probability, fate, thresholds, and its
-    step's entropy and varentropy (nats; TEMPO_SPEC section 11)."""
+    """One row per candidate: step, position, rank in its set, token, probability, fate (and what pruned it:
+    a strategy or attention), coherence, thresholds, and its step's entropy and varentropy (nats; TEMPO_SPEC
+    section 11)."""
     import pandas as pd
 
     rows = []
@@ -79,14 +80,15 @@ def candidates_table(result: GenerationResult) -> "pd.DataFrame":
             rows.append({
                 "step": step.step, "position": step.position, "rank": rank, "token_id": c.token_id,
                 "text": c.text, "probability": c.probability, "status": c.status,
-                "pruned_at_step": c.pruned_at_step, "attention": c.attention,
+                "pruned_at_step": c.pruned_at_step, "pruned_by": pruned_by(step, c), "attention": c.attention,
+                "coherence": c.coherence,
                 "set_size": len(step.candidates), "selection_threshold": step.selection_threshold,
                 "attention_threshold": step.attention_threshold, "unattended": step.unattended,
                 "entropy": step.entropy, "varentropy": step.varentropy,
             })
     columns = ["step", "position", "rank", "token_id", "text", "probability", "status", "pruned_at_step",
-               "attention", "set_size", "selection_threshold", "attention_threshold", "unattended", "entropy",
-               "varentropy"]
+               "pruned_by", "attention", "coherence", "set_size", "selection_threshold", "attention_threshold",
+               "unattended", "entropy", "varentropy"]
     return pd.DataFrame(rows, columns=columns)
 
 

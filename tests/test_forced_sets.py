@@ -8,7 +8,7 @@ from torch.testing import assert_close
 import reference
 from helpers import alone, last_logits, tokens
 from tempo.errors import RequestError
-from tempo.request import GenerationRequest, build_request
+from tempo.request import FIELDS, GenerationRequest, build_request
 
 PROMPT = "the cat sat on the"
 
@@ -105,7 +105,7 @@ def test_bad_given_sets_name_the_field(bad, message):
 
 def test_more_sets_than_the_step_limit_are_refused():
     with pytest.raises(RequestError, match="at most 3 sets"):
-        GenerationRequest(prompt="p", max_tokens=3, forced_sets=[[1]] * 4).validate(max_tokens_limit=3)
+        FIELDS["forced_sets"].check([[1]] * 4, max_tokens_limit=3)
 
 
 def test_a_token_past_the_vocabulary_is_refused_naming_it(engine):

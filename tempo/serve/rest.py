@@ -168,7 +168,7 @@ async def unparsable_body(request: Request, exc: StarletteHTTPException) -> JSON
 def health_report(engine: Tempo, scheduler: JobQueue) -> dict:
     info = engine.loaded.info()
     return {"status": "ok", "model_loaded": True, "model": info["id"], "device": info["device"],
-            "dtype": info["dtype"], **scheduler.stats()}
+            "dtype": info["dtype"], "weights": engine.loaded.weights(), **scheduler.stats()}
 
 
 async def answer_generate(values: dict[str, Any], request: Request, settings: Settings, scheduler: JobQueue,

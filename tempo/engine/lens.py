@@ -32,8 +32,14 @@ MAX_TOP_K = 100
 def layer_probabilities(states: Sequence[torch.Tensor], final: torch.Tensor, norm: Any, head: Any) -> torch.Tensor:
     """``[L, N, V]``: ``softmax(head(norm(h_l)))`` for the ``L - 1`` states ``[N, H]`` after layers 1 ... L-1,
     then ``softmax(head(final))`` for ``final`` = ``norm(h_L)`` (the model's own output)."""
-    rows = [head(norm(h)) for h in states] + [head(final)]
-    return torch.softmax(torch.stack(rows).float(), dim=-1)
+    rows = [_apply(head, _apply(norm, h)) for h in states] + [_apply(head, final)]
+    return torch.softmax(torch.stack([row.float().cpu() for row in rows]), dim=-1)
+
+
+def _apply(module: Any, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` on the module's device (a model placed over devices keeps its layers apart)."""
+    weight = next(module.parameters(), None)
+    return module(x if weight is None else x.to(weight.device))
 
 
 def exit_layer(top1: Sequence[int]) -> int:

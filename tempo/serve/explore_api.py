@@ -57,16 +57,22 @@ def run_rollouts(scheduler: JobQueue, plan: ForksPlan, timeout: float | None,
     jobs = scheduler.submit_many(plan.requests)
     chunks = max(1, math.ceil(len(jobs) / scheduler.max_batch_size))
     deadline = None if timeout is None else time.monotonic() + timeout * chunks
+    poll = max(every, 0.05)  # a stream interval of 0 must not make this a busy loop
+    reported = 0
     try:
+        yield 0, None
         for job in jobs:
             while not job.done:
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"request_timeout: the rollouts did not end within {timeout * chunks:g} s")
                 try:
-                    job.wait_for("done", every)  # every end state counts as "done" here
+                    job.wait_for("done", poll)  # every end state counts as "done" here
                 except TimeoutError:
                     pass
-                yield sum(j.done for j in jobs), None
+                done = sum(j.done for j in jobs)
+                if done != reported:  # only news is sent
+                    reported = done
+                    yield done, None
         yield len(jobs), [job.wait(0) for job in jobs]
     finally:
         for job in jobs:

@@ -20,7 +20,7 @@ MAIN_GROUP = "main"
 OTHER_GROUP = "Other settings"
 LIMITS = {"generation.max_tokens_limit": 1024, "mcts.max_depth": 32, "mcts.max_simulations": 1000}
 """Settings that bound a request field (``hi_setting``), with the bound used when no settings are given."""
-_PYTHON_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+_PYTHON_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "tuple": tuple}
 
 
 def limit_arg(setting: str) -> str:
@@ -65,6 +65,8 @@ class FieldSpec:
     flags: tuple[Flag, ...] = ()
     checked_last: bool = False
     aliases: tuple[str, ...] = ()
+    programmatic: bool = False
+    """Set by programs only (Python, REST, a branch): no settings key, CLI flag or app control."""
 
     @property
     def setting(self) -> str:
@@ -80,6 +82,8 @@ class FieldSpec:
     def cli(self) -> tuple[Flag, ...]:
         """The CLI options: the declared ones, else ``--field-name`` and ``--alias`` of each alias
         (``--no-field-name`` for a bool that is on)."""
+        if self.programmatic:
+            return ()
         if self.flags:
             return self.flags
         dashed = self.name.replace("_", "-")
@@ -122,6 +126,8 @@ class FieldSpec:
         elif self.type is str:
             if not isinstance(value, str) or (self.required and not value.strip()):
                 raise RequestError(self.name, "must be a non-empty string" if self.required else "must be a string")
+        elif self.type is tuple:
+            _token_sets(self.name, value, self.bounds(**limits)[1])
         elif self.type is int:
             lo, hi = self.bounds(**limits)
             _int_range(self.name, value, lo if lo is not None else -math.inf, hi)
@@ -144,7 +150,8 @@ def declare(default: Any = dataclasses.MISSING, **spec: Any) -> Any:
     ``slider``: the app's slider where it differs from the valid range; ``ui_before``: a field whose control
     this one precedes; ``flags``: CLI spellings other than ``--field-name``; ``aliases``: other names of the
     field (the seeds' ``threshold``), accepted wherever a request is built from names (keyword arguments, REST
-    bodies, ``gradio_client`` settings dicts: :func:`resolve_aliases`) and as ``--alias`` flags.
+    bodies, ``gradio_client`` settings dicts: :func:`resolve_aliases`) and as ``--alias`` flags;
+    ``programmatic``: a field only programs set (no settings key, flag or control; ``section=""``, ``group=None``).
     """
     return dataclasses.field(default=default, metadata={"tempo": spec})
 
@@ -216,6 +223,28 @@ def _int_range(name: str, value: int, lo: int, hi: int | None) -> None:
         unbounded = hi is None and not (isinstance(value, int) and value > top)
         bounds = f">= {lo}" if unbounded else f"in [{lo}, {top}]"
         raise RequestError(name, f"must be an integer {bounds}, got {shown(value)}")
+
+
+MAX_SET = 256
+"""The most token ids one given set may hold (``max_parallel_tokens``' own bound)."""
+
+
+def _token_sets(name: str, value: Any, most: int | None) -> None:
+    """A list of non-empty token-id lists (``forced_sets``): ids >= 0 (the vocabulary bound is the model's,
+    checked where it is loaded), at most ``MAX_SET`` ids a set and ``most`` sets."""
+    if not isinstance(value, (list, tuple)):
+        raise RequestError(name, f"must be a list of token-id lists, got {shown(value)}")
+    if most is not None and len(value) > most:
+        raise RequestError(name, f"must hold at most {most} sets, got {len(value)}")
+    for s, ids in enumerate(value):
+        if not isinstance(ids, (list, tuple)) or not 1 <= len(ids) <= MAX_SET:
+            raise RequestError(name, f"must be a list of non-empty token-id lists (at most {MAX_SET} ids each); "
+                               f"set {s} is {shown(list(ids) if isinstance(ids, tuple) else ids)}")
+        for token in ids:
+            if not isinstance(token, int) or isinstance(token, bool) or not 0 <= token <= INT64_MAX:
+                raise RequestError(name, f"must hold token ids >= 0; set {s} has {shown(token)}")
+        if len(set(ids)) != len(ids):
+            raise RequestError(name, f"must not repeat a token id within a set; set {s} is {shown(ids)}")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -113,6 +113,12 @@ class GenerationRequest:
             "counts them")
     seed: int = _generation(0, lo=0, hi=2**63 - 1, slider=False, ui_before="max_parallel_tokens",
                             checked_last=True, label="Seed", info="for sampled default mode")
+    forced_sets: tuple = declare(
+        (), section="", group=None, programmatic=True, hi_setting="generation.max_tokens_limit",
+        label="Forced sets", help="the sets of the first steps, given instead of selected (a branch)",
+        doc="token-id lists: step s < len(forced_sets) takes set s as given (every id, in order, each with its "
+            "probability read from the step's distribution) instead of selecting one; set by a branch "
+            "(TEMPO_SPEC section 12), not a flag or control; ids must be below the model's vocabulary")
     # --- retroactive pruning (settings section ``pruning``; TEMPO_SPEC sections 5 and 6) ---
     use_retroactive_pruning: bool = _pruning(False, label="Retroactive pruning",
                                              info="drop set members later tokens do not attend to",
@@ -198,6 +204,13 @@ class GenerationRequest:
                             doc="simulations evaluated together in one batched forward (virtual loss keeps them "
                                 "apart); 1 = strictly sequential PUCT")
 
+    def __post_init__(self) -> None:
+        # Lists from JSON become tuples, so the request stays hashable and compares equal however it was built;
+        # anything else is left for validate() to refuse, naming the field.
+        sets = self.forced_sets
+        if isinstance(sets, (list, tuple)) and all(isinstance(ids, (list, tuple)) for ids in sets):
+            object.__setattr__(self, "forced_sets", tuple(tuple(ids) for ids in sets))
+
     def validate(self, max_tokens_limit: int = LIMITS["generation.max_tokens_limit"],
                  mcts_max_depth: int = LIMITS["mcts.max_depth"],
                  mcts_max_simulations: int = LIMITS["mcts.max_simulations"]) -> "GenerationRequest":
@@ -212,7 +225,8 @@ class GenerationRequest:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as JSON gives them back (``forced_sets`` as lists), so a result's settings round-trip."""
+        return {**dataclasses.asdict(self), "forced_sets": [list(ids) for ids in self.forced_sets]}
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -251,7 +265,9 @@ def build_request(prompt: str, settings: Any = None, **overrides: Any) -> Genera
     values = {name: value for name, value in overrides.items() if value is not None}
     limits: dict[str, int] = {}  # no settings: the request's own defaults and LIMITS
     if settings is not None:  # the typed settings (tempo.settings.schema): every key is an attribute
-        for name in names - {"prompt"} - set(values):
+        for name in names - set(values):
+            if not FIELDS[name].section:  # the prompt, and fields only programs set: no setting
+                continue
             values[name] = getattr(getattr(settings, FIELDS[name].section), FIELDS[name].key)
         for setting in LIMITS:
             section, key = setting.split(".")

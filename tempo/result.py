@@ -34,6 +34,12 @@ class Step:
     attention_threshold: float | None = None
     unattended: bool = False
     candidates: list[Candidate] = field(default_factory=list)
+    entropy: float | None = None
+    """Entropy (nats) of the distribution the set was selected from: the candidates' rows after the EOS rule
+    and repetition penalty, at temperature 1, combined by the next_logits_mode weights, before top-k/top-p
+    (TEMPO_SPEC section 11)."""
+    varentropy: float | None = None
+    """``sum p(x) (log p(x) + entropy)^2`` of the same distribution (nats squared)."""
     strategy: str | None = None
     """Strategy pruning: the strategy that refined this set (``coherence`` / ``diversity``); None when none ran."""
 
@@ -84,6 +90,8 @@ class GenerationResult:
     """``eos`` or ``max_tokens``."""
     prompt_truncated: int = 0
     """Prompt tokens dropped from the left to fit the model's context (``truncate_prompt = "left"``); 0: none."""
+    parent: dict[str, Any] | None = None
+    """A branch's parent (TEMPO_SPEC section 12): ``{"prompt", "step", "token_id"}``; None for a generation."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,6 +31,8 @@ def bad_value(spec):
         return "maybe"
     if spec.type is str:
         return "   " if spec.required else 5
+    if spec.type is tuple:
+        return [[]]
     return spec.lo - (1 if spec.type is int else 0.5)
 
 
@@ -47,7 +49,10 @@ def test_the_declaration_is_the_dataclass():
         assert spec.name == name and spec.type.__name__ == fields[name].type
         if name != "prompt":
             assert spec.default == fields[name].default and isinstance(spec.default, spec.type)
-            assert spec.setting == f"{spec.section}.{spec.key}" and spec.section in ("generation", "pruning", "mcts")
+            if spec.programmatic:  # only programs set it: no setting, flag or control
+                assert (spec.section, spec.setting, spec.group, spec.cli) == ("", "", None, ())
+            else:
+                assert spec.setting == f"{spec.section}.{spec.key}" and spec.section in ("generation", "pruning", "mcts")
             assert spec.label and (spec.help or spec.info or spec.doc), name
 
 
@@ -80,7 +85,7 @@ def test_validation_keeps_todays_messages_and_order():
         GenerationRequest(prompt="p", soft_pruning="x", seed=-1).validate()
 
 
-@pytest.mark.parametrize("name", NAMES[1:])
+@pytest.mark.parametrize("name", [name for name in NAMES[1:] if not FIELDS[name].programmatic])
 def test_the_settings_validators_check_every_request_key(name):
     spec = FIELDS[name]
     validators = [v for v in request_validators() if v.names == (spec.setting,)]
@@ -110,7 +115,7 @@ def test_the_app_has_a_control_for_the_field(name):
     spec = FIELDS[name]
     placed = [n for names in controls.grouped(FIELDS).values() for n in names]
     if name in controls.NOT_CONTROLS:
-        assert name in ("prompt", "mode") and name not in placed
+        assert (name in ("prompt", "mode") or spec.programmatic) and name not in placed
         return
     assert placed.count(name) == 1 and (name in controls.MAIN) == (spec.group == "main")
     with gr.Blocks():

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     from tempo.cli.deploy import add_deploy_parser; add_deploy_parser(sub)  # noqa: E702 -- the app's deploy (issue 6)
     from tempo.cli.info import add_info_parser; add_info_parser(sub)  # noqa: E702 -- model inspection (issue 8)
     from tempo.cli.config import add_config_parser; add_config_parser(sub)  # noqa: E702 -- issue 8
+    from tempo.cli.branch import add_branch_parser; add_branch_parser(sub)  # noqa: E702 -- issue 13
+    from tempo.cli import explore; explore.add_lens_parser(sub); explore.add_forks_parser(sub)  # noqa: E702 -- issue 13
     from tempo.cli.serve import add_serve_parser; add_serve_parser(sub)  # noqa: E702 -- issue 14
     for command in _subparsers(parser):  # issue 15: the seeds give the global flags after the command
         add_global_arguments(command, after_command=True)

@@ -8,7 +8,7 @@ import torch
 
 from tempo.engine.layout import additive
 from tempo.models.placement import execution_device
-from tempo.errors import ModelLoadError
+from tempo.errors import ModelLoadError, TempoError
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,31 @@ class ModelAdapter:
         cache.batch_select_indices(rows)
         if hasattr(cache, "tempo_positions"):
             cache.tempo_positions = cache.tempo_positions[rows]
+
+
+def final_norm_and_head(model: Any) -> tuple[Any, Any]:
+    """The final norm and the output head of ``model``, for the layer view (engine/lens.py): on the families
+    whose logits are ``head(norm(h_L))`` and nothing after (``PLAIN_HEAD_MODELS``: Llama, Qwen2/3, Mistral,
+    Mixtral, Qwen-MoE, DeepSeek V2/V3, with the norm at ``base_model.norm``); anything else is refused."""
+    config = model.config.get_text_config()
+    norm = getattr(model.base_model, "norm", None)
+    head = model.get_output_embeddings()
+    family = getattr(config, "model_type", type(model).__name__)
+    if family not in PLAIN_HEAD_MODELS or getattr(config, "final_logit_softcapping", None):
+        raise TempoError(f"the layer view cannot read {family} models: their output is not head(norm(hidden)) "
+                         f"(it reads {', '.join(sorted(PLAIN_HEAD_MODELS))})")
+    if not isinstance(norm, torch.nn.Module) or not isinstance(head, torch.nn.Module):
+        raise TempoError(f"the layer view cannot read this {family} model: it has no final norm at "
+                         f"base_model.norm or no output head")
+    return norm, head
+
+
+@torch.inference_mode()
+def layer_states(model: Any, input_ids: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The residual stream after layers 1 ... L-1 (``[B, T, H]`` each) and the final norm's output
+    ``norm(h_L)``: transformers hands ``hidden_states[L]`` back already normed (it is ``last_hidden_state``)."""
+    out = model.base_model(input_ids=input_ids, output_hidden_states=True, use_cache=False)
+    return list(out.hidden_states[1:-1]), out.last_hidden_state
 
 
 def _left_pad_positions(positions: torch.Tensor, pad: int) -> torch.Tensor:

@@ -43,6 +43,10 @@ def check_for_model(request: GenerationRequest, adapter: ModelAdapter) -> None:
     if request.use_retroactive_pruning and request.num_layers_to_use > adapter.num_layers:
         raise RequestError("num_layers_to_use", f"must be in [0, {adapter.num_layers}] for this model "
                            f"(0 = all {adapter.num_layers} layers), got {request.num_layers_to_use}")
+    over = [t for ids in request.forced_sets for t in ids if t >= adapter.vocab_size]
+    if over:
+        raise RequestError("forced_sets", f"must hold token ids in [0, {adapter.vocab_size - 1}] for this model, "
+                           f"got {over[0]}")
 
 
 class Batch:
@@ -192,19 +196,26 @@ class Batch:
         weights = sampling.mode_weights(self.set_probs, self.kept, self.modes)  # [B, K]
         dist = sampling.distribution(self.logits, self.sampling, early, self.eos_ids, self.seen, weights)
         sorted_p, sorted_ids = dist.sorted_p, dist.sorted_ids
+        t = self.sampling.temperature
+        unit = dist.p if bool(((t == 0) | (t == 1)).all()) else sampling.unit_distribution(
+            self.logits, self.sampling, early, self.eos_ids, self.seen, weights)  # [B, V] at temperature 1
+        self.entropies = sampling.entropy(unit).tolist()  # [B] of (entropy, varentropy), read by step()
         threshold = torch.tensor(thresholds, device=sorted_p.device)
         sizes = sampling.set_sizes(sorted_p, threshold, self.sampling.need, self.single)
         width = int(sizes.max())
         ids, probs, sizes = sorted_ids[:, :width].tolist(), sorted_p[:, :width].tolist(), sizes.tolist()
         sets_ids, sets_probs = [], []
         for b, row in enumerate(self.rows):
+            token_ids, token_probs = ids[b][: sizes[b]], probs[b][: sizes[b]]
             if row.generator is not None:  # default mode, sampled: one draw from the whole filtered p
                 token, prob = sampling.draw(dist, b, row.request.top_k, row.request.top_p, row.generator)
-                sets_ids.append([token])
-                sets_probs.append([prob])
-            else:
-                sets_ids.append(ids[b][: sizes[b]])
-                sets_probs.append(probs[b][: sizes[b]])
+                token_ids, token_probs = [token], [prob]
+            forced = row.request.forced_sets
+            if len(row.sets) < len(forced):  # a given set (a branch); a sampled row drew all the same, as before
+                token_ids = list(forced[len(row.sets)])
+                token_probs = sampling.probabilities_of(dist, b, token_ids, self.sampling)
+            sets_ids.append(token_ids)
+            sets_probs.append(token_probs)
         return sets_ids, sets_probs
 
     def _leave(self, judged_last: list[Row] = ()) -> None:
@@ -267,7 +278,8 @@ class Batch:
                 row.stop_reason, row.finished_at = "eos", now
                 continue
             keep = [i for i, t in enumerate(ids) if t not in self.eos_ids]
-            row.sets.append(SetRecord([ids[i] for i in keep], [probs[i] for i in keep], thresholds[b]))
+            row.sets.append(SetRecord([ids[i] for i in keep], [probs[i] for i in keep], thresholds[b],
+                                      entropy=tuple(self.entropies[b])))
             if len(row.sets) >= row.request.max_tokens:
                 row.stop_reason, row.finished_at = "max_tokens", now
                 if row.request.use_retroactive_pruning:

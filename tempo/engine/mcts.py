@@ -62,6 +62,8 @@ class Node:
     value_sum: float = 0.0
     distribution: sampling.Distribution | None = None
     """The processed distribution after this node (one row): its children's priors, its rollouts' draws."""
+    entropy: tuple[float, float] | None = None
+    """Entropy and varentropy after this node (TEMPO_SPEC section 11), for the nodes that may become a root."""
 
     @property
     def q(self) -> float:
@@ -117,20 +119,35 @@ class MctsSearch:
             self.prompt_cache.put_row(ids, self.cache, 0, logits)
         return logits
 
+    def _rules(self, logits: torch.Tensor, path: list[int], depth: int) -> tuple[torch.Tensor | None, bool]:
+        """What the distribution after context + ``path`` needs besides ``logits``: the tokens the repetition
+        penalty covers (``[1, V]``, None without a penalty) and whether EOS is still suppressed."""
+        seen = None
+        if self.sampling.repetition:
+            seen = torch.zeros(1, logits.shape[-1], dtype=torch.bool, device=logits.device)  # [1, V]
+            seen[0, torch.tensor(self.context + path, device=logits.device)] = True
+        return seen, len(self.row.sets) + depth < self.request.min_steps
+
+    def _entropy(self, logits: torch.Tensor, path: list[int], depth: int) -> tuple[float, float]:
+        """Entropy and varentropy of the distribution after context + ``path`` at temperature 1 (TEMPO_SPEC
+        section 11): kept for the nodes that may become a search root (depth 0 and 1)."""
+        seen, early = self._rules(logits, path, depth)
+        unit = sampling.unit_distribution(logits[None, None].float(), self.sampling, [early], sorted(self.eos_ids),
+                                          seen)  # [1, V]
+        h, v = sampling.entropy(unit)[0].tolist()
+        return h, v
+
     def _distribution(self, logits: torch.Tensor, path: list[int], depth: int) -> sampling.Distribution:
         """The processed distribution (TEMPO_SPEC section 3) after context + ``path``: the highest tokens on
         the CPU, and the whole unfiltered one only when a rollout draws from it (``sampling.draw``)."""
-        dev = logits.device
-        seen = None
-        if self.sampling.repetition:
-            seen = torch.zeros(1, logits.shape[-1], dtype=torch.bool, device=dev)  # [1, V]
-            seen[0, torch.tensor(self.context + path, device=dev)] = True
-        early = len(self.row.sets) + depth < self.request.min_steps
+        seen, early = self._rules(logits, path, depth)
         dist = sampling.distribution(logits[None, None].float(), self.sampling, [early], sorted(self.eos_ids),
                                      seen)  # [1, W], [1, V]
         r = self.request
-        unfiltered = r.temperature > 0 and r.top_k == 0 and r.top_p >= 1.0
-        return sampling.Distribution(dist.sorted_p.cpu(), dist.sorted_ids.cpu(), dist.p if unfiltered else None)
+        unfiltered = r.top_k == 0 and r.top_p >= 1.0
+        given = len(self.row.sets) + depth < len(r.forced_sets)  # a given set's probabilities are read from p
+        keep = unfiltered and (r.temperature > 0 or given)
+        return sampling.Distribution(dist.sorted_p.cpu(), dist.sorted_ids.cpu(), dist.p if keep else None)
 
     def _choose(self, distribution: sampling.Distribution) -> tuple[int, float]:
         """A rollout token and its probability: the argmax at temperature 0, else a seeded draw from the
@@ -204,6 +221,8 @@ class MctsSearch:
         for w, path in enumerate(paths):
             leaf = path[-1]
             leaf.distribution = self._distribution(logits[w, len(tokens[w]) - 1], sequences[w], leaf.depth)
+            if leaf.depth == 1:  # the root's child: the next root, if appended
+                leaf.entropy = self._entropy(logits[w, len(tokens[w]) - 1], sequences[w], leaf.depth)
             self._expand(leaf)
             distributions.append(leaf.distribution)
         alive = [True] * width
@@ -245,12 +264,37 @@ class MctsSearch:
         others = sorted((c for c in root.children if c is not best), key=lambda c: (-c.visits, -c.prior))
         shown = [best] + [c for c in others if c.visits / total >= threshold and c.token not in self.eos_ids]
         self.row.sets.append(SetRecord([c.token for c in shown], [c.prior for c in shown], threshold,
-                                       visits=[c.visits for c in shown], values=[c.q for c in shown]))
+                                       visits=[c.visits for c in shown], values=[c.q for c in shown],
+                                       entropy=root.entropy))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("step %d: %d simulations; children (token, prior, visits, Q) %s -> token %d",
                       len(self.row.sets) - 1, self.request.mcts_simulations,
                       [(c.token, round(c.prior, 3), c.visits, round(c.q, 3)) for c in root.children], best.token)
         return best
+
+    def _given_step(self, root: Node, given: list[int]) -> Node:
+        """A step whose set is given (``forced_sets``, a branch): no search; the set as given, each candidate's
+        probability from the root's distribution; the first candidate is appended. Its distribution (the next
+        root's) comes from one forward over the pending context and it, cropped back as a wave leaves it."""
+        probs = sampling.probabilities_of(root.distribution, 0, given, self.sampling)
+        child = Node(given[0], probs[0], 1)
+        if child.token not in self.eos_ids:
+            dev = self.adapter.device
+            tokens = self.pending + [child.token]
+            ids = torch.tensor([tokens], device=dev)  # [1, L]
+            positions = (self.cached + torch.arange(len(tokens), device=dev))[None]
+            mask = layout.paths_mask(self.cached, torch.ones(1, len(tokens), dtype=torch.bool, device=dev),
+                                     self.adapter.dtype)
+            logits, self.cache = self.adapter.forward(ids, positions, mask, self.cache)
+            child.distribution = self._distribution(logits[0, -1], [child.token], 1)
+            child.entropy = self._entropy(logits[0, -1], [child.token], 1)
+            self.cached += len(self.pending)
+            self.pending = []
+            self.adapter.truncate(self.cache, self.cached)
+        threshold = self.row.selection_threshold(len(self.row.sets))
+        self.row.sets.append(SetRecord(list(given), probs, threshold, entropy=root.entropy))
+        log.debug("step %d: given set %s (no search)", len(self.row.sets) - 1, given)
+        return child
 
     def run(self) -> Row:
         start = time.perf_counter()
@@ -262,10 +306,15 @@ class MctsSearch:
                   r.mcts_c_puct, r.mcts_depth, r.mcts_expand)
         now = time.perf_counter()
         self.row.prefill_s, self.row.decode_start = now - start, now
-        root = Node(None, 1.0, 0, distribution=self._distribution(logits, [], 0))
+        root = Node(None, 1.0, 0, distribution=self._distribution(logits, [], 0),
+                    entropy=self._entropy(logits, [], 0))
         while True:
-            self._expand(root)
-            best = self._step(root)
+            forced = self.request.forced_sets
+            if len(self.row.sets) < len(forced):
+                best = self._given_step(root, list(forced[len(self.row.sets)]))
+            else:
+                self._expand(root)
+                best = self._step(root)
             if best.token in self.eos_ids:
                 self.row.sets.pop()
                 self.row.stop_reason = "eos"
@@ -279,6 +328,6 @@ class MctsSearch:
             self.pending.append(best.token)
             # A fresh tree from the new context; the appended child was evaluated (it has visits, and
             # only EOS children skip evaluation), so its distribution is the new root's.
-            root = Node(None, 1.0, 0, distribution=best.distribution)
+            root = Node(None, 1.0, 0, distribution=best.distribution, entropy=best.entropy)
         self.row.finished_at = time.perf_counter()
         return self.row

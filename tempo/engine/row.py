@@ -33,6 +33,8 @@ class SetRecord:
     unattended: bool = False
     visits: list[int | None] = field(default_factory=list)
     values: list[float | None] = field(default_factory=list)
+    entropy: tuple[float, float] | None = None
+    """Entropy and varentropy (nats) of the distribution the set was selected from (TEMPO_SPEC section 11)."""
     coherence: list[float | None] = field(default_factory=list)
     strategy: str | None = None
     """The strategy that refined this set (TEMPO_SPEC section 10): what dropped its candidates pruned at its own
@@ -112,9 +114,10 @@ def record_step(s: int, record: SetRecord, texts: list[str], prompt_len: int) ->
             record.tokens, texts, record.probs, record.status, record.pruned_at, record.attention, record.visits,
             record.values, record.coherence)
     ]
+    entropy, varentropy = record.entropy if record.entropy is not None else (None, None)
     return Step(step=s, position=prompt_len + s, selection_threshold=record.selection_threshold,
                 attention_threshold=record.attention_threshold, unattended=record.unattended, candidates=candidates,
-                strategy=record.strategy)
+                entropy=entropy, varentropy=varentropy, strategy=record.strategy)
 
 
 def row_steps(row: Row, tokenizer: Any, first: int = 0) -> list[Step]:

@@ -21,6 +21,7 @@ from tempo.engine.mcts import MctsSearch
 from tempo.engine.prompt_cache import PromptCache, supports
 from tempo.engine.row import Row, build_result, stream_steps
 from tempo.engine.batch import Batch, StepCallback, check_for_model
+from tempo.engine.branch import branch_request, with_parent
 from tempo.engine.prompting import PromptLimits, prompt_row
 from tempo.models.loading import LoadedModel, load_from_settings
 from tempo.request import GenerationRequest, build_request
@@ -143,6 +144,35 @@ class Tempo:
         requests = compare_requests(prompt, self.settings, **settings)
         log.debug("compare: modes %s on a prompt of %d characters", list(requests), len(prompt))
         return dict(zip(requests, self.run(list(requests.values()))))
+
+    def branch(self, result: GenerationResult | dict, step: int, token_id: int, **overrides: Any) -> GenerationResult:
+        """The parent's first ``step`` sets as given, ``token_id`` alone at ``step``, then the rules (TEMPO_SPEC
+        section 12); ``overrides``: any request field. The result records its ``parent``."""
+        request, parent = self.branch_request(result, step, token_id, **overrides)
+        return with_parent(self.run([request])[0], parent)
+
+    def branch_request(self, result: GenerationResult | dict, step: int, token_id: int,
+                       **overrides: Any) -> tuple[GenerationRequest, dict]:
+        """The request of a branch and its ``parent`` record (``engine.branch.branch_request`` on this model),
+        for the interfaces that run it through the scheduler."""
+        return branch_request(result, step, token_id, self.settings, self.adapter.vocab_size, **overrides)
+    def lens(self, prompt: str | None = None, result: Any = None, step: int | None = None, top_k: int = 5) -> Any:
+        """The layer view (TEMPO_SPEC section 12) of ``prompt``'s end or of step ``step`` of ``result``
+        (engine/explore.py); ``.to_dict()`` is the JSON of ``python -m tempo lens``."""
+        from tempo.engine import explore
+
+        return explore.lens(self, prompt, result, step, top_k)
+
+    def forks(self, request_or_result: Any, samples: int | None = None, horizon: int | None = None,
+              outcome_pattern: str | None = None, fork_threshold: float | None = None,
+              rollout_temperature: float | None = None, progress: Any = None) -> Any:
+        """The forks of a request's result (or of a result): every rollout batched (engine/explore.py); unset
+        parameters take their declared defaults (tempo/forks_request.py)."""
+        from tempo.engine import explore
+
+        options = explore.forks_options(self, samples=samples, horizon=horizon, outcome_pattern=outcome_pattern,
+                                        fork_threshold=fork_threshold, rollout_temperature=rollout_temperature)
+        return explore.forks(self, request_or_result, options, progress)
 
     def generate(self, prompt: str, **settings: Any) -> GenerationResult:
         return self.run([self.request(prompt, **settings)])[0]

@@ -77,6 +77,27 @@ def distribution(logits: torch.Tensor, settings: RowSettings, early: list[bool],
     return Distribution(*top_k_top_p(p, settings.top_k, settings.top_p, settings.need), p)
 
 
+def unit_distribution(logits: torch.Tensor, settings: RowSettings, early: list[bool], eos_ids: list[int],
+                      seen: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The distribution a set is selected from, at temperature 1 (TEMPO_SPEC section 11): ``distribution``'s
+    chain without the temperature and before top-k/top-p. ``[B, V]``; the arguments as ``distribution``'s."""
+    logits = suppress_tokens(logits, early, eos_ids)
+    if settings.repetition:
+        logits = repetition_penalty(logits, seen, settings.penalty)
+    rows = torch.softmax(logits, dim=-1)  # [B, K, V]
+    return rows[:, 0] if weights is None else combine(rows, weights)
+
+
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy ``H = -sum p log p`` and varentropy ``sum p (log p + H)^2`` (nats) of each row of ``p [B, V]``:
+    ``[B, 2]``. Tokens of probability 0 (a suppressed EOS) add nothing."""
+    p = p.double()  # the sums run over the whole vocabulary
+    logs = torch.where(p > 0, p.log(), torch.zeros_like(p))  # [B, V]
+    h = -(p * logs).sum(-1)  # [B]
+    varentropy = (p * (logs + h[:, None]) ** 2).sum(-1)
+    return torch.stack([h, varentropy], dim=-1)
+
+
 def draw(dist: Distribution, row: int, top_k: int, top_p: float, generator: torch.Generator) -> tuple[int, float]:
     """One seeded draw from row ``row``'s whole filtered distribution: ``(token id, probability)``.
 
@@ -95,6 +116,17 @@ def draw(dist: Distribution, row: int, top_k: int, top_p: float, generator: torc
         return int(ids[pick]), float(probs[pick])
     token = inverse_cdf(dist.p[row], generator)
     return token, float(dist.p[row, token])
+
+
+def probabilities_of(dist: Distribution, row: int, token_ids: list[int], settings: RowSettings) -> list[float]:
+    """The selection probabilities of ``token_ids`` in row ``row`` of ``dist``: after top-k/top-p (0 outside the
+    filtered support) when the row filters, else the combined ``p``. A given set's candidates (``forced_sets``)
+    get the probabilities selection would have given them, so a branch weighs its given sets as its parent did."""
+    if int(settings.top_k[row]) > 0 or float(settings.top_p[row]) < 1.0:  # the sorted prefix holds its support
+        ids = torch.tensor(token_ids, device=dist.sorted_ids.device)
+        match = dist.sorted_ids[row][None, :] == ids[:, None]  # [n, W]
+        return (match * dist.sorted_p[row][None, :]).sum(-1).tolist()
+    return dist.p[row, torch.tensor(token_ids, device=dist.p.device)].tolist()
 
 
 def inverse_cdf(p: torch.Tensor, generator: torch.Generator) -> int:
@@ -152,6 +184,9 @@ def mode_weights(probabilities: torch.Tensor, kept: torch.Tensor, modes: list[st
     candidate alone; ``last``: the last physical kept candidate alone.
     """
     mixture = torch.where(kept, probabilities, torch.zeros_like(probabilities))
+    # A given set (a branch) whose candidates all lie outside top-k/top-p has probabilities 0: equal weights.
+    unweighted = mixture.sum(-1, keepdim=True) == 0  # [B, 1]
+    mixture = torch.where(unweighted, kept.to(mixture.dtype), mixture)
     if all(mode == "mixture" for mode in modes):
         return mixture
     weights = mixture.clone()

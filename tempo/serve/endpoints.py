@@ -17,7 +17,7 @@ import gradio as gr
 
 from tempo.request import MODES
 from tempo.engine.runner import COMPARE_MODES, compare_requests
-from tempo.errors import RequestError
+from tempo.errors import RequestError, TempoError
 from tempo.ui.render import partial_result
 from tempo.request import GenerationRequest, build_request
 from tempo.result import GenerationResult
@@ -136,6 +136,30 @@ class Endpoints:
             for job in jobs:
                 job.cancel()
 
+    def lens(self, prompt: str | None, result: dict | None = None, step: int | None = None, top_k: int = 5) -> dict:
+        """The layer view (TEMPO_SPEC section 12) of the prompt's end, or of step ``step`` of ``result`` (per kept
+        candidate of the step before): ``{"layers": [{"layer", "top": [...]}], "exit_layer", "step", "candidates"}``."""
+        from tempo.serve.explore_api import lens_view
+
+        try:
+            return lens_view(self.scheduler.engine, prompt, result, step, top_k)
+        except TempoError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def forks(self, prompt: str | None, settings: dict | None = None, options: dict | None = None,
+              result: dict | None = None) -> Iterator[dict]:
+        """Forks of the prompt's result (or of ``result``): progress ``{"stop_reason": "running", "stage",
+        "rollouts_done", "rollouts_total"}`` while the rollouts run (all through the scheduler's batch), then
+        ``{"result", "forks": [{"step", "score", "fork", "candidates"}], "options"}``. ``options``: samples,
+        horizon, rollout_temperature, outcome_pattern, fork_threshold."""
+        from tempo.serve.explore_api import forks_stream
+
+        try:
+            yield from forks_stream(self.scheduler, self.settings, prompt, settings, options, result, self.timeout,
+                                    self.stream_interval)
+        except (TempoError, TimeoutError) as exc:
+            raise gr.Error(str(exc)) from None
+
 
 def register(api: Endpoints, max_batch_size: int = 8) -> None:
     """Add the named endpoints to the Blocks being built (call inside ``with gr.Blocks()``)."""
@@ -158,3 +182,19 @@ def register(api: Endpoints, max_batch_size: int = 8) -> None:
     gr.api(generate_batch, api_name="generate_batch", batch=True, max_batch_size=max_batch_size)
     gr.api(compare, api_name="compare")
     gr.api(model_info, api_name="model_info")
+    from tempo.serve import branch_api; branch_api.register(api)  # noqa: E702 -- /branch (issue 13)
+    register_explore(api)
+
+
+def register_explore(api: Endpoints) -> None:
+    """``/lens`` and ``/forks`` (issue 13)."""
+    def lens(prompt: str | None, result: dict | None = None, step: int | None = None, top_k: int = 5) -> dict:
+        return api.lens(prompt, result, step, top_k)
+
+    def forks(prompt: str | None, settings: dict | None = None, options: dict | None = None,
+              result: dict | None = None) -> dict:
+        yield from api.forks(prompt, settings, options, result)
+
+    lens.__doc__, forks.__doc__ = api.lens.__doc__, api.forks.__doc__
+    gr.api(lens, api_name="lens")
+    gr.api(forks, api_name="forks")

@@ -3,6 +3,7 @@
     GET  /health     model loaded, device, queue depth, batches run, mean batch size
     POST /generate   the request JSON (``prompt`` + any request field) -> the result JSON;
                      422 naming the field on bad input
+    POST /branch     a result (or its request), step, token_id, overrides -> the branch (serve/branch_api.py)
     GET  /docs       OpenAPI docs, when ``api.enable_docs``
     /v1/...          the OpenAI-compatible API (``tempo/serve/openai_api.py``), under the same limits
     GET  /metrics    Prometheus metrics, when ``api.enable_metrics`` (``tempo/serve/metrics.py``)
@@ -143,6 +144,9 @@ def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: Api
         """The request JSON of TEMPO_SPEC (``prompt`` + any request field) -> the result JSON."""
         return await answer_generate(body.model_dump(exclude_none=True), request, settings, scheduler, config, slots)
 
+    from tempo.serve import branch_api; branch_api.add_route(app, settings, scheduler, config, slots, limiter)  # noqa: E702
+
+    from tempo.serve.explore_api import add_explore_routes; add_explore_routes(app, engine, settings, scheduler, config, limiter, slots)  # noqa: E501,E702 -- issue 13
     from tempo.serve import metrics, openai_api  # issue 14: /v1 (OpenAI's API) and /metrics
     openai_api.install(app, settings, scheduler, config, limiter, slots)
     if config.enable_metrics:

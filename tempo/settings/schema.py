@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Callable, Mapping
 
-from tempo import request
+from tempo import forks_request, request
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DTYPE_NAMES = ("auto", "float32", "float16", "bfloat16")
@@ -167,6 +167,7 @@ class _GenerationOnly(Section):
                               "max_position_embeddings, else the smaller of the two", lo=0)
     eos_token_id: int = key(-1, "-1: the model's generation config / tokenizer", lo=-1)
     pad_token_id: int = key(-1, "-1: the model's generation config / tokenizer", lo=-1)
+    max_fork_horizon: int = key(forks_request.MAX_FORK_HORIZON, "forks: rollouts of more tokens (horizon) are refused", lo=1)
 
 
 @dataclass(frozen=True)

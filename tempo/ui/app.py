@@ -15,7 +15,7 @@ import gradio as gr
 
 from tempo.models import info as model_info
 from tempo.serve import endpoints
-from tempo.ui import controls
+from tempo.ui import controls, explore
 from tempo.ui.downloads import ResultFolders
 from tempo.request import FIELDS, MODES
 from tempo.ui.plots import result_figures, schedule_figure
@@ -121,6 +121,7 @@ def layout(api: endpoints.Endpoints, defaults: dict[str, Any]) -> Layout:
             with gr.Tabs():
                 ui = output_tabs(status, **controls_part)
                 ui.compare_out = compare_tab()
+                ui.current = explore.build(api, ui)  # the Explore tab: branches (and forks, layers) of the result
                 ui.model_json, ui.refresh = model_tab(api)
     return ui
 
@@ -158,7 +159,10 @@ def output_tabs(status: gr.Markdown, **control_part: Any) -> Layout:
             json_file = gr.DownloadButton("Download JSON", value=None, interactive=False)
             csv_file = gr.DownloadButton("Download CSV", value=None, interactive=False)
     with gr.Tab("Plots"):
-        plots = [gr.Plot(show_label=False) for _ in range(4)]
+        with gr.Row():  # set sizes beside entropy: the two views of where the model hesitated
+            plots = [gr.Plot(show_label=False, elem_id="plot-set-sizes"),
+                     gr.Plot(show_label=False, elem_id="plot-entropy")]
+        plots += [gr.Plot(show_label=False) for _ in range(3)]
     with gr.Tab("Table"):
         table = gr.Dataframe(label="Candidates (one row per candidate)", wrap=True)
     with gr.Tab("JSON"):

@@ -44,12 +44,24 @@ class ResultFolders:
     def save(self, result: GenerationResult) -> tuple[str, str]:
         """The result as JSON and as the candidates CSV, in a fresh folder; the oldest folders past the
         limit are deleted. Returns the two paths."""
-        folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+        folder = self.new_folder()
         json_path, csv_path = write_downloads(result, folder)
+        return str(json_path), str(csv_path)
+
+    def save_texts(self, files: dict[str, str]) -> list[str]:
+        """Files by name -> their text, in a fresh folder (as ``save``); their paths in the same order."""
+        folder = self.new_folder()
+        for name, text in files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        return [str(folder / name) for name in files]
+
+    def new_folder(self) -> Path:
+        """A fresh download folder; the oldest folders past the limit are deleted."""
+        folder = Path(tempfile.mkdtemp(prefix=PREFIX))
         with self.lock:
             self.folders.append(folder)
             stale = [self.folders.popleft() for _ in range(len(self.folders) - self.limit)]
         for old in stale:
             shutil.rmtree(old, ignore_errors=True)  # already gone (a temp-dir cleaner) is as good
             log.debug("deleted the result folder %s (max_result_folders = %d)", old, self.limit)
-        return str(json_path), str(csv_path)
+        return folder

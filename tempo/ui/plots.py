@@ -51,6 +51,22 @@ def set_sizes_figure(result: GenerationResult) -> Figure:
     return fig
 
 
+def entropy_figure(result: GenerationResult) -> Figure:
+    """Each step's entropy and varentropy (TEMPO_SPEC section 11): where the model hesitated, in nats."""
+    fig, ax = _axes("Entropy and varentropy per step", "step", "nats (varentropy: nats²)")
+    measured = [s for s in result.steps if s.entropy is not None]
+    if measured:
+        steps = [s.step for s in measured]
+        ax.plot(steps, [s.entropy for s in measured], color="#0284c7", marker=".", label="entropy")
+        ax.plot(steps, [s.varentropy for s in measured], color="#db2777", marker=".", linewidth=1,
+                label="varentropy")
+        ax.legend(loc="upper right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no entropy in this result", ha="center", va="center", transform=ax.transAxes,
+                color="#6b7280")
+    return fig
+
+
 def probabilities_figure(result: GenerationResult) -> Figure:
     """Every candidate's probability at its step, coloured by status, with the selection threshold."""
     fig, ax = _axes("Candidate probabilities per step", "step", "probability")
@@ -98,9 +114,9 @@ def attention_figure(result: GenerationResult) -> Figure:
 
 
 def result_figures(result: GenerationResult) -> list[Figure]:
-    """The Plots tab, in order."""
-    return [set_sizes_figure(result), probabilities_figure(result), thresholds_figure(result),
-            attention_figure(result)]
+    """The Plots tab, in order (the first two side by side: set sizes and entropy)."""
+    return [set_sizes_figure(result), entropy_figure(result), probabilities_figure(result),
+            thresholds_figure(result), attention_figure(result)]
 
 
 def schedule_figure(kind: str, start: float, final: float, p1: float, p2: float, activation_point: float,

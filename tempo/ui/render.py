@@ -70,7 +70,8 @@ def streamed_texts(prompt: str, steps: list[Step], marks: bool = False) -> tuple
 
 def candidates_table(result: GenerationResult) -> "pd.DataFrame":
     """One row per candidate: step, position, rank in its set, token, probability, fate (and what pruned it:
-    a strategy or attention), coherence, thresholds."""
+    a strategy or attention), coherence, thresholds, and its step's entropy and varentropy (nats; TEMPO_SPEC
+    section 11)."""
     import pandas as pd
 
     rows = []
@@ -83,9 +84,11 @@ def candidates_table(result: GenerationResult) -> "pd.DataFrame":
                 "coherence": c.coherence,
                 "set_size": len(step.candidates), "selection_threshold": step.selection_threshold,
                 "attention_threshold": step.attention_threshold, "unattended": step.unattended,
+                "entropy": step.entropy, "varentropy": step.varentropy,
             })
     columns = ["step", "position", "rank", "token_id", "text", "probability", "status", "pruned_at_step",
-               "pruned_by", "attention", "coherence", "set_size", "selection_threshold", "attention_threshold", "unattended"]
+               "pruned_by", "attention", "coherence", "set_size", "selection_threshold", "attention_threshold",
+               "unattended", "entropy", "varentropy"]
     return pd.DataFrame(rows, columns=columns)
 
 

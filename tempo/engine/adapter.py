@@ -79,12 +79,18 @@ class ModelAdapter:
         return self._forward(input_ids, position_ids, mask, cache, last_only, needed)
 
     def _forward(self, input_ids, position_ids, mask, cache, last_only, needed):
-        if needed is not None and self.plain_head and not bool(needed.all()):
+        # With a plain head the adapter applies it itself: to the needed slots only, and on the CPU to
+        # several slots at once as W @ h^T (see _head). Callers pass needed=None when every slot is read.
+        some = needed is not None and not bool(needed.all())
+        several = self.device.type == "cpu" and not last_only and input_ids.numel() > 1
+        if self.plain_head and (some or several):
             out = self.model.base_model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
                                         past_key_values=cache, use_cache=True)
             hidden = out.last_hidden_state  # [B, Q, H]
+            if not some:
+                return self._head(hidden.reshape(-1, hidden.shape[-1])).view(*hidden.shape[:2], -1), out.past_key_values
             logits = hidden.new_zeros(*hidden.shape[:2], self.vocab_size, dtype=torch.float32)
-            logits[needed] = self.model.get_output_embeddings()(hidden[needed]).float()
+            logits[needed] = self._head(hidden[needed])
             return logits, out.past_key_values
         out = self.model(
             input_ids=input_ids,
@@ -95,6 +101,22 @@ class ModelAdapter:
             logits_to_keep=1 if last_only else 0,
         )
         return out.logits.float(), out.past_key_values
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The output head over ``hidden [M, H]`` -> float32 logits ``[M, V]``.
+
+        One row: the library's own ``linear`` (the same kernel as ``generate()``, so greedy equivalence is
+        exact). Several rows on the CPU: ``(W @ h^T)^T``, the same products summed in another order
+        (within 1e-6): the CPU BLAS's ``h @ W^T`` kernel for 2–4 rows costs 2–3.5x one row, while this
+        layout reads the weight once, as the physics of a memory-bound head says it should
+        (docs/performance.md)."""
+        head = self.model.get_output_embeddings()
+        if hidden.shape[0] == 1 or self.device.type != "cpu":
+            return head(hidden).float()
+        logits = torch.matmul(head.weight, hidden.T).T.contiguous()
+        if head.bias is not None:
+            logits = logits + head.bias
+        return logits.float()
 
     def _windowed(self, input_ids, position_ids, mask, cache, last_only, needed):
         """A model with sliding-window layers: the window becomes part of the mask of those layers.

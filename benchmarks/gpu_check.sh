@@ -14,7 +14,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 for shape in smollm2-135m qwen2.5-0.5b qwen2.5-1.5b; do
   echo "== $shape"
   timeout 200 "$py" benchmarks/bench_generate.py --shape "$shape" --device cuda --batches 1,8,32 \
-    --tokens 48 --runs 5 --json "$out/bench_$shape.json" 2>&1 | grep -v "^Failed to load" | tee "$out/bench_$shape.txt"
+    --tokens 32 --runs 5 --json "$out/bench_$shape.json" 2>&1 | grep -v "^Failed to load" | tee "$out/bench_$shape.txt"
 done
 echo "== profile"
 timeout 90 "$py" benchmarks/profile_step.py --shape smollm2-135m --device cuda --threshold 0.1 --steps 32 --torch \

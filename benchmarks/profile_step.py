@@ -40,8 +40,8 @@ PARTS = [
     ("attention capture context", "attention.py", "capture"),
     ("host syncs: .tolist()", "~", "<method 'tolist' of 'torch._C.TensorBase' objects>"),
     ("host syncs: .item()", "~", "<method 'item' of 'torch._C.TensorBase' objects>"),
-    ("torch.cat (cache/visibility growth, step tensors)", "~", "<built-in method cat of type object at"),
-    ("torch.tensor (step tensors from Python lists)", "~", "<built-in method tensor of type object at"),
+    ("torch.cat (cache/visibility growth, step tensors)", "~", "<built-in method torch.cat>"),
+    ("torch.tensor (step tensors from Python lists)", "~", "<built-in method torch.tensor>"),
     ("rows leave / trim (Batch._leave)", "batch.py", "_leave"),
     ("on_step callbacks / set records", "row.py", "__init__"),
 ]

@@ -16,6 +16,9 @@ PLAIN_HEAD_MODELS = {"llama", "qwen2", "qwen3", "mistral", "mixtral", "qwen2_moe
                      "deepseek_v3"}
 """Families whose ``ForCausalLM.forward`` is ``lm_head(hidden)`` and nothing after (read in transformers 5.23)."""
 
+TRANSPOSED_HEAD_ROWS = range(2, 6)
+"""Slots a CPU forward reads logits for where the adapter applies the head as ``(W @ h^T)^T`` (``_head``)."""
+
 
 class ModelAdapter:
     """A causal LM seen as: tokens + positions + 4D mask + cache -> logits + cache."""
@@ -82,13 +85,14 @@ class ModelAdapter:
         # With a plain head the adapter applies it itself: to the needed slots only, and on the CPU to
         # several slots at once as W @ h^T (see _head). Callers pass needed=None when every slot is read.
         some = needed is not None and not bool(needed.all())
-        several = self.device.type == "cpu" and not last_only and input_ids.numel() > 1
+        several = self.device.type == "cpu" and not last_only and input_ids.numel() in TRANSPOSED_HEAD_ROWS
         if self.plain_head and (some or several):
             out = self.model.base_model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
                                         past_key_values=cache, use_cache=True)
-            hidden = out.last_hidden_state  # [B, Q, H]
+            hidden = out.last_hidden_state  # [B, Q, H] (the final hidden states strategy pruning reads)
             if not some:
-                return self._head(hidden.reshape(-1, hidden.shape[-1])).view(*hidden.shape[:2], -1), out.past_key_values
+                logits = self._head(hidden.reshape(-1, hidden.shape[-1]))  # [B * Q, V]
+                return logits.view(*hidden.shape[:2], -1), out.past_key_values
             logits = hidden.new_zeros(*hidden.shape[:2], self.vocab_size, dtype=torch.float32)
             logits[needed] = self._head(hidden[needed])
             return logits, out.past_key_values
@@ -106,12 +110,12 @@ class ModelAdapter:
         """The output head over ``hidden [M, H]`` -> float32 logits ``[M, V]``.
 
         One row: the library's own ``linear`` (the same kernel as ``generate()``, so greedy equivalence is
-        exact). Several rows on the CPU: ``(W @ h^T)^T``, the same products summed in another order
-        (within 1e-6): the CPU BLAS's ``h @ W^T`` kernel for 2–4 rows costs 2–3.5x one row, while this
-        layout reads the weight once, as the physics of a memory-bound head says it should
-        (docs/performance.md)."""
+        exact). ``TRANSPOSED_HEAD_ROWS`` rows on the CPU: ``(W @ h^T)^T``, the same products summed in
+        another order (within 1e-6): the CPU BLAS's ``h @ W^T`` kernel for 2–3 rows costs 2–3.5x one row,
+        while this layout costs about one row's, as a memory-bound head should (docs/performance.md,
+        benchmarks/bench_linear.py). Elsewhere (a GPU, wider batches) the library's own ``linear``."""
         head = self.model.get_output_embeddings()
-        if hidden.shape[0] == 1 or self.device.type != "cpu":
+        if hidden.shape[0] not in TRANSPOSED_HEAD_ROWS or self.device.type != "cpu":
             return head(hidden).float()
         logits = torch.matmul(head.weight, hidden.T).T.contiguous()
         if head.bias is not None:

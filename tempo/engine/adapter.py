@@ -55,6 +55,13 @@ class ModelAdapter:
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         # Heads known to be logits = lm_head(hidden) with nothing after (no soft-capping, no scale).
         self.plain_head = config.model_type in PLAIN_HEAD_MODELS and not getattr(config, "final_logit_softcapping", None)
+        head = model.get_output_embeddings()
+        weight = getattr(head, "weight", None)
+        self.transposed_head = (self.plain_head and isinstance(head, torch.nn.Linear) and weight is not None
+                                and type(weight.data) is torch.Tensor and weight.device.type == "cpu"
+                                and weight.dtype == torch.float32 and not hasattr(head, "_hf_hook"))
+        """A plain float32 head on the CPU (no quantized, sharded or offloaded weight): ``_head`` may apply it
+        as ``(W @ h^T)^T`` for a few slots (docs/performance.md)."""
 
     @torch.inference_mode()
     def forward(
@@ -85,7 +92,7 @@ class ModelAdapter:
         # With a plain head the adapter applies it itself: to the needed slots only, and on the CPU to
         # several slots at once as W @ h^T (see _head). Callers pass needed=None when every slot is read.
         some = needed is not None and not bool(needed.all())
-        several = self.device.type == "cpu" and not last_only and input_ids.numel() in TRANSPOSED_HEAD_ROWS
+        several = self.transposed_head and not last_only and input_ids.numel() in TRANSPOSED_HEAD_ROWS
         if self.plain_head and (some or several):
             out = self.model.base_model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
                                         past_key_values=cache, use_cache=True)
@@ -115,7 +122,7 @@ class ModelAdapter:
         while this layout costs about one row's, as a memory-bound head should (docs/performance.md,
         benchmarks/bench_linear.py). Elsewhere (a GPU, wider batches) the library's own ``linear``."""
         head = self.model.get_output_embeddings()
-        if hidden.shape[0] not in TRANSPOSED_HEAD_ROWS or self.device.type != "cpu":
+        if hidden.shape[0] not in TRANSPOSED_HEAD_ROWS or not self.transposed_head:
             return head(hidden).float()
         logits = torch.matmul(head.weight, hidden.T).T.contiguous()
         if head.bias is not None:

@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tempo.cli.deploy import add_deploy_parser; add_deploy_parser(sub)  # noqa: E702 -- the app's deploy (issue 6)
     from tempo.cli.info import add_info_parser; add_info_parser(sub)  # noqa: E702 -- model inspection (issue 8)
     from tempo.cli.config import add_config_parser; add_config_parser(sub)  # noqa: E702 -- issue 8
+    from tempo.cli.serve import add_serve_parser; add_serve_parser(sub)  # noqa: E702 -- issue 14
     return parser
 
 

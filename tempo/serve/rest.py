@@ -4,6 +4,8 @@
     POST /generate   the request JSON (``prompt`` + any request field) -> the result JSON;
                      422 naming the field on bad input
     GET  /docs       OpenAPI docs, when ``api.enable_docs``
+    /v1/...          the OpenAI-compatible API (``tempo/serve/openai_api.py``), under the same limits
+    GET  /metrics    Prometheus metrics, when ``api.enable_metrics`` (``tempo/serve/metrics.py``)
     /                the Gradio app (its own API under /gradio_api/)
 
 The ``api`` settings section is enforced here: ``host``/``port`` (``serve``),
@@ -138,6 +140,10 @@ def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: Api
         """The request JSON of TEMPO_SPEC (``prompt`` + any request field) -> the result JSON."""
         return await answer_generate(body.model_dump(exclude_none=True), request, settings, scheduler, config, slots)
 
+    from tempo.serve import metrics, openai_api  # issue 14: /v1 (OpenAI's API) and /metrics
+    openai_api.install(app, settings, scheduler, config, limiter, slots)
+    if config.enable_metrics:
+        metrics.install(app, scheduler, config)
     return app
 
 
@@ -167,7 +173,7 @@ async def unparsable_body(request: Request, exc: StarletteHTTPException) -> JSON
 def health_report(engine: Tempo, scheduler: JobQueue) -> dict:
     info = engine.loaded.info()
     return {"status": "ok", "model_loaded": True, "model": info["id"], "device": info["device"],
-            "dtype": info["dtype"], **scheduler.stats()}
+            "dtype": info["dtype"], "weights": engine.loaded.weights(), **scheduler.stats()}
 
 
 async def answer_generate(values: dict[str, Any], request: Request, settings: Settings, scheduler: JobQueue,

@@ -63,12 +63,8 @@ def request_validators(fields: Mapping[str, FieldSpec] = FIELDS) -> list[Validat
 
 REJECTED: tuple[tuple[str, Any, str], ...] = (
     # (key, the one accepted value, why no other value is supported here)
-    ("model.quantization", "", "4-bit / 8-bit loading needs bitsandbytes and CUDA, not in this build"),
     ("model.low_cpu_mem_usage", True, "transformers 5 always loads weights without a full extra copy in memory"),
-    ("model.max_memory", {}, "TEMPO keeps the whole model on one device (model.device); it does not split "
-                              "layers over devices"),
-    ("model.offload_folder", "", "TEMPO does not offload weights to disk (no device_map)"),
-    ("model.offload_state_dict", False, "transformers 5 dropped offload_state_dict and TEMPO does not offload"),
+    ("model.offload_state_dict", False, "transformers 5 dropped offload_state_dict; model.offload_folder serves its purpose"),
     ("generation.beam_width", 1, "TEMPO does not beam-search; its parallel sets replace beams"),
     ("generation.length_penalty", 1.0, "TEMPO does not beam-search; a length penalty only scores beams"),
     ("generation.early_stopping", True, "a row always stops at EOS (after generation.min_steps); "
@@ -76,8 +72,6 @@ REJECTED: tuple[tuple[str, Any, str], ...] = (
     ("generation.use_cache", True, "the parallel sets live in the KV cache; TEMPO cannot run without it"),
     ("api.debug", False, "not wired: the REST routes answer one-line errors and log tracebacks"),
     ("api.api_version", "v2", "TEMPO serves one API version, v2 (the routes of tempo/api.py)"),
-    ("api.enable_metrics", False, "no metrics exporter in this build (no prometheus_client)"),
-    ("api.metrics_port", 0, "no metrics exporter in this build, so no metrics port"),
     ("api.rate_limit_strategy", "sliding_window",
      "the REST rate limiter keeps each client's request times of the last rate_limit_window seconds "
      "(a sliding-window log); there is no other strategy"),

@@ -18,7 +18,8 @@ from typing import Any
 
 from tempo.errors import RequestError
 from tempo.fields import (  # noqa: F401 -- the declaration's vocabulary, imported from here by the interfaces
-    LIMITS, MAIN_GROUP, OTHER_GROUP, FieldSpec, Flag, check_order, declare, fields_of, limit_arg, shown,
+    LIMITS, MAIN_GROUP, OTHER_GROUP, FieldSpec, Flag, check_order, declare, fields_of, limit_arg, resolve_aliases,
+    shown,
 )
 
 NEXT_LOGITS_MODES = ("mixture", "top", "last")
@@ -26,7 +27,8 @@ SCHEDULES = ("constant", "bezier", "relu")
 MODES = ("tempo", "default", "mcts")
 COMPLETE_PRUNING_MODES = ("keep_token", "keep_unattended", "remove_position")
 TRUNCATE_PROMPT = ("none", "left")
-UI_GROUPS = (MAIN_GROUP, "Sampling", "Dynamic thresholds", "Retroactive pruning", "MCTS")
+PRUNING_STRATEGIES = ("coherence", "diversity", "hybrid")
+UI_GROUPS = (MAIN_GROUP, "Sampling", "Dynamic thresholds", "Pruning", "MCTS")
 """The app's groups in screen order; a group not listed comes after them, "Other settings" last."""
 
 
@@ -35,7 +37,7 @@ def _generation(default: Any, group: str = "Sampling", **spec: Any) -> Any:
 
 
 def _pruning(default: Any, **spec: Any) -> Any:
-    return declare(default, section="pruning", group="Retroactive pruning", **spec)
+    return declare(default, section="pruning", group="Pruning", **spec)  # retroactive and strategy pruning
 
 
 def _mcts(default: Any, **spec: Any) -> Any:
@@ -62,9 +64,7 @@ class GenerationRequest:
     selection_threshold: float = _generation(
         0.1, group=MAIN_GROUP, **_UNIT, ui_before="max_tokens", label="Selection threshold",
         info="tokens with probability ≥ this join a step's set",
-        help="tokens with probability >= this join a step's set, in [0, 1]",
-        flags=(Flag(("--selection-threshold", "--threshold"),
-                    help="tokens with probability >= this join a step's set, in [0, 1]"),))
+        help="tokens with probability >= this join a step's set, in [0, 1]", aliases=("threshold",))
     selection_schedule: str = _generation(
         "constant", group=_DYNAMIC, choices=SCHEDULES, label="Schedule",
         info="constant = off; Bezier or ReLU move the threshold over the steps",
@@ -154,6 +154,35 @@ class GenerationRequest:
                               help="ReLU instead of Bezier for the schedule")
     final_threshold: float = _pruning(1.0, **_UNIT, label="Final attention threshold",
                                       help="the dynamic attention threshold's final value")
+    # --- strategy pruning (settings section ``pruning``; TEMPO_SPEC section 10; tempo/engine/strategy.py) ---
+    use_pruning: bool = _pruning(
+        False, label="Strategy pruning", info="refine each new set by coherence or diversity (tempo mode)",
+        help="refine each new set with --pruning-strategy right after its forward (tempo mode; refused with mcts)",
+        doc="refine each new set with `pruning_strategy` right after its forward pass (no extra forward); tempo "
+            "mode only: refused with mode mcts, no effect in default mode (sets of one)")
+    pruning_strategy: str = _pruning(
+        "coherence", choices=PRUNING_STRATEGIES, label="Pruning strategy",
+        info="coherence: drop unsure continuations; diversity: one token per pathway; hybrid: diversity first",
+        help="coherence, diversity, or hybrid (diversity for --diversity-steps steps, then coherence)",
+        doc="coherence: drop candidates whose own next-token distribution peaks below `coherence_threshold`; "
+            "diversity: one candidate per pathway of similar final hidden states; hybrid: diversity for the first "
+            "`diversity_steps` steps, then coherence")
+    coherence_threshold: float = _pruning(
+        0.3, **_UNIT, label="Coherence threshold", info="a candidate stays when its own next token is this sure",
+        help="coherence (top probability of a candidate's own next-token row) a candidate needs, in [0, 1]",
+        doc="a candidate stays when the top probability of its own processed next-token row reaches this; "
+            "when none does, the most coherent stays")
+    diversity_clusters: int = _pruning(3, lo=1, hi=256, ui_range=(1, 20), label="Diversity pathways",
+                                       info="pathways at most per set", help="pathways at most per set",
+                                       doc="pathways at most per set; later candidates join the most similar one")
+    diversity_similarity: float = _pruning(
+        0.9, lo=-1.0, hi=1.0, ui_range=(0, 1), label="Diversity similarity",
+        info="cosine similarity that makes two candidates one pathway",
+        help="cosine similarity of final hidden states that makes one pathway, in [-1, 1]",
+        doc="two candidates whose final hidden states have at least this cosine similarity are one pathway")
+    diversity_steps: int = _pruning(5, lo=0, hi_setting="generation.max_tokens_limit", ui_range=(0, 50),
+                                    label="Diversity steps", info="hybrid: diversity for this many steps",
+                                    help="hybrid: diversity for this many steps, then coherence")
     # --- Monte Carlo tree search (mode "mcts"; settings section ``mcts``; TEMPO_SPEC section 7) ---
     mcts_simulations: int = _mcts(10, lo=1, hi_setting="mcts.max_simulations", ui_range=(1, 200),
                                   label="Simulations", help="simulations per step")
@@ -177,6 +206,9 @@ class GenerationRequest:
                   "mcts_max_simulations": mcts_max_simulations}
         for spec in check_order(type(self)):
             spec.check(getattr(self, spec.name), **limits)
+        if self.use_pruning and self.mode == "mcts":
+            raise RequestError("use_pruning", "strategy pruning refines TEMPO's parallel sets and is not available "
+                               "with mode mcts (its sets are the search's children); turn it off or use mode tempo")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,8 +241,9 @@ def build_request(prompt: str, settings: Any = None, **overrides: Any) -> Genera
     mcts sections) > code defaults.
 
     ``None`` in overrides means "not given" (so CLI flags left out fall through).
-    Unknown override names are rejected, naming them.
+    Unknown override names are rejected, naming them; a field's alias (``threshold``) names the field.
     """
+    overrides = resolve_aliases(overrides, FIELDS)
     names = set(GenerationRequest.field_names())
     unknown = sorted(set(overrides) - names)
     if unknown:

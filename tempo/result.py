@@ -21,6 +21,9 @@ class Candidate:
     """MCTS only: how often the search visited this child."""
     value: float | None = None
     """MCTS only: the child's mean value Q (mean log-probability of its simulations)."""
+    coherence: float | None = None
+    """Strategy pruning: the top probability of this candidate's own next-token row; None when coherence did
+    not run on its set."""
 
 
 @dataclass
@@ -31,10 +34,23 @@ class Step:
     attention_threshold: float | None = None
     unattended: bool = False
     candidates: list[Candidate] = field(default_factory=list)
+    strategy: str | None = None
+    """Strategy pruning: the strategy that refined this set (``coherence`` / ``diversity``); None when none ran."""
 
     @property
     def kept(self) -> list[Candidate]:
         return [c for c in self.candidates if c.status == KEPT]
+
+
+def pruned_by(step: Step, candidate: Candidate) -> str | None:
+    """Why a candidate is no longer kept: the strategy that refined its set (it was dropped at its own step,
+    TEMPO_SPEC section 10), else ``attention`` (retroactive pruning, decided by a later step's queries); None
+    while kept."""
+    if candidate.status == KEPT:
+        return None
+    if candidate.pruned_at_step == step.step and step.strategy is not None:
+        return step.strategy
+    return "attention"
 
 
 @dataclass

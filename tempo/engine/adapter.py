@@ -75,12 +75,16 @@ class ModelAdapter:
         cache: Any | None,
         last_only: bool = False,
         needed: torch.Tensor | None = None,  # [B, Q] bool: slots whose logits the caller reads
-    ) -> tuple[torch.Tensor, Any]:
+        hidden: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """Logits ``[B, Q, V]`` (``[B, 1, V]`` with ``last_only``) as float32, and the grown cache.
 
         With ``needed`` (and a model whose head is a plain projection) only those slots get logits;
         the others are 0. A batch pads every row to the largest set, so this skips the output
         projection — the costliest matrix of a small model — for filler slots.
+        With ``hidden`` (opt-in: strategy pruning's diversity) a third value, the final hidden states
+        ``[B, Q, H]`` — the last layer's output after the final norm, the output head's input — from the
+        same forward.
         """
         self.forward_calls += 1
         if log.isEnabledFor(logging.DEBUG):
@@ -88,24 +92,27 @@ class ModelAdapter:
                       input_ids.shape[0], input_ids.shape[1], 0 if cache is None else cache.get_seq_length(),
                       "explicit" if mask is not None else "causal", ", last logits only" if last_only else "")
         if self.windows:
-            return self._windowed(input_ids, position_ids, mask, cache, last_only, needed)
-        return self._forward(input_ids, position_ids, mask, cache, last_only, needed)
+            out = self._windowed(input_ids, position_ids, mask, cache, last_only, needed, hidden)
+        else:
+            out = self._forward(input_ids, position_ids, mask, cache, last_only, needed, hidden)
+        return out if hidden else out[:2]
 
-    def _forward(self, input_ids, position_ids, mask, cache, last_only, needed):
-        # With a plain head the adapter applies it itself: to the needed slots only, and on the CPU to
-        # several slots at once as W @ h^T (see _head). Callers pass needed=None when every slot is read.
+    def _forward(self, input_ids, position_ids, mask, cache, last_only, needed, hidden=False):
+        """``(logits, cache, final hidden states or None)``. With a plain head the adapter applies it itself:
+        to the needed slots only, when the hidden states are asked for, and on the CPU to a few slots as
+        ``W @ h^T`` (``_head``). Callers pass ``needed=None`` when every slot is read."""
         some = needed is not None and not bool(needed.all())
         several = self.transposed_head and not last_only and input_ids.numel() in TRANSPOSED_HEAD_ROWS
-        if self.plain_head and (some or several):
+        if self.plain_head and (hidden or some or several):
             out = self.model.base_model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
                                         past_key_values=cache, use_cache=True)
-            hidden = out.last_hidden_state  # [B, Q, H] (the final hidden states strategy pruning reads)
+            states = out.last_hidden_state  # [B, Q, H]
             if not some:
-                logits = self._head(hidden.reshape(-1, hidden.shape[-1]))  # [B * Q, V]
-                return logits.view(*hidden.shape[:2], -1), out.past_key_values
-            logits = hidden.new_zeros(*hidden.shape[:2], self.vocab_size, dtype=torch.float32)
-            logits[needed] = self._head(hidden[needed])
-            return logits, out.past_key_values
+                logits = self._head(states.reshape(-1, states.shape[-1])).view(*states.shape[:2], -1)  # [B, Q, V]
+                return logits, out.past_key_values, states if hidden else None
+            logits = states.new_zeros(*states.shape[:2], self.vocab_size, dtype=torch.float32)
+            logits[needed] = self._head(states[needed])
+            return logits, out.past_key_values, states if hidden else None
         out = self.model(
             input_ids=input_ids,
             position_ids=position_ids,
@@ -113,8 +120,9 @@ class ModelAdapter:
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1 if last_only else 0,
+            **({"output_hidden_states": True} if hidden else {}),  # only when asked: the default path unchanged
         )
-        return out.logits.float(), out.past_key_values
+        return out.logits.float(), out.past_key_values, out.hidden_states[-1] if hidden else None
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         """The output head over ``hidden [M, H]`` -> float32 logits ``[M, V]``.
@@ -132,7 +140,7 @@ class ModelAdapter:
             logits = logits + head.bias
         return logits.float()
 
-    def _windowed(self, input_ids, position_ids, mask, cache, last_only, needed):
+    def _windowed(self, input_ids, position_ids, mask, cache, last_only, needed, hidden=False):
         """A model with sliding-window layers: the window becomes part of the mask of those layers.
 
         A key is in the window of a query when their *position ids* differ by less than the window, so
@@ -161,9 +169,9 @@ class ModelAdapter:
         masks = {w: torch.where(distance < w, mask, torch.tensor(forbidden, dtype=mask.dtype, device=mask.device))
                  for w in set(self.windows.values())}
         with layer_masks({layer: masks[w] for layer, w in self.windows.items()}):
-            logits, cache = self._forward(input_ids, position_ids, mask, cache, last_only, needed)
+            logits, cache, states = self._forward(input_ids, position_ids, mask, cache, last_only, needed, hidden)
         cache.tempo_positions = keys
-        return logits, cache
+        return logits, cache, states
 
     @staticmethod
     def concat_rows(first: Any, first_pad: int, second: Any, second_pad: int) -> Any:

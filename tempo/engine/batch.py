@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from tempo.engine import layout, prefill, prompt_cache, pruning, sampling
+from tempo.engine import layout, prefill, prompt_cache, pruning, sampling, strategy
 from tempo.engine.adapter import ModelAdapter
 from tempo.engine.attention import capture
 from tempo.engine.prompt_cache import PromptCache
@@ -329,14 +329,15 @@ class Batch:
             mask = layout.step_mask(self.visible, real, self.intraset, self.adapter.dtype,
                                     self.key_bias if self.soft else None)  # [B, 1, K, T+K]
         layers = {layer for plan in self.plans if plan is not None for layer in plan[0]}
-        # The "strategy" work asks the adapter for the last hidden states here, only when a row uses them.
+        wants_hidden = strategy.needs_hidden(self.rows)  # strategy pruning reads the final hidden states
         if layers:
             with capture(layers) as self.attention:  # the pruning rows' layers compute their probabilities
-                self.logits, self.cache = self.adapter.forward(input_ids, positions, mask, self.cache, needed=needed)
-        else:  # no row prunes: every layer on SDPA, no capture machinery entered
+                self.logits, self.cache, *hidden = self.adapter.forward(  # [B, K, V]; hidden: [[B, K, H]] or []
+                    input_ids, positions, mask, self.cache, needed=needed, hidden=wants_hidden)
+        else:  # no row prunes retroactively: every layer on SDPA, no capture machinery entered
             self.attention = {}
-            self.logits, self.cache = self.adapter.forward(input_ids, positions, mask, self.cache, needed=needed)
-        # [B, K, V]; strategy pruning hooks in right after this forward (it may hide slots of the newest set).
+            self.logits, self.cache, *hidden = self.adapter.forward(
+                input_ids, positions, mask, self.cache, needed=needed, hidden=wants_hidden)
         self.visible = torch.cat([self.visible, real], dim=-1)
         self.key_bias = torch.cat([self.key_bias, torch.zeros(real.shape, device=dev)], dim=-1)
         self.set_probs, self.kept = probs, real
@@ -344,8 +345,9 @@ class Batch:
             # scatter_add, not scatter: filler slots repeat the pad id and must not unset it.
             added = torch.zeros_like(self.seen, dtype=torch.long).scatter_add_(1, input_ids, real.long())
             self.seen |= added > 0
-        if layers:
-            self._prune(self.attention, probs)
+        strategy.refine(self, hidden[0] if hidden else None)  # strategy pruning of the new sets (section 10)
+        if layers:  # the queries of step s: its candidates still kept
+            self._prune(self.attention, self.set_probs * self.kept)
 
     def _step_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, bool]:
         """The newest sets as tensors on the device, from one list copied once: ``input_ids [B, K]``,

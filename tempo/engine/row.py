@@ -33,6 +33,10 @@ class SetRecord:
     unattended: bool = False
     visits: list[int | None] = field(default_factory=list)
     values: list[float | None] = field(default_factory=list)
+    coherence: list[float | None] = field(default_factory=list)
+    strategy: str | None = None
+    """The strategy that refined this set (TEMPO_SPEC section 10): what dropped its candidates pruned at its own
+    step. None when none ran."""
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
@@ -41,6 +45,7 @@ class SetRecord:
         self.attention = self.attention or [None] * n
         self.visits = self.visits or [None] * n
         self.values = self.values or [None] * n
+        self.coherence = self.coherence or [None] * n
         if log.isEnabledFor(logging.DEBUG):
             log.debug("set recorded: tokens %s, probabilities %s, selection threshold %.4f", self.tokens,
                       [round(p, 4) for p in self.probs], self.selection_threshold)
@@ -102,13 +107,14 @@ def record_step(s: int, record: SetRecord, texts: list[str], prompt_len: int) ->
     while pruning may still judge it). ``texts`` are its tokens' texts in their context."""
     candidates = [
         Candidate(token_id=t, text=text, probability=p, status=status, pruned_at_step=pruned_at,
-                  attention=attention, visits=visits, value=value)
-        for t, text, p, status, pruned_at, attention, visits, value in zip(
+                  attention=attention, visits=visits, value=value, coherence=coherence)
+        for t, text, p, status, pruned_at, attention, visits, value, coherence in zip(
             record.tokens, texts, record.probs, record.status, record.pruned_at, record.attention, record.visits,
-            record.values)
+            record.values, record.coherence)
     ]
     return Step(step=s, position=prompt_len + s, selection_threshold=record.selection_threshold,
-                attention_threshold=record.attention_threshold, unattended=record.unattended, candidates=candidates)
+                attention_threshold=record.attention_threshold, unattended=record.unattended, candidates=candidates,
+                strategy=record.strategy)
 
 
 def row_steps(row: Row, tokenizer: Any, first: int = 0) -> list[Step]:
@@ -129,8 +135,11 @@ def row_steps(row: Row, tokenizer: Any, first: int = 0) -> list[Step]:
 
 def stream_steps(row: Row, tokenizer: Any) -> list[Step]:
     """What a stream sends after the row's newest set: that step, or every step when retroactive pruning
-    may have changed earlier ones."""
-    return row_steps(row, tokenizer, 0 if row.request.use_retroactive_pruning else len(row.sets) - 1)
+    may have changed earlier ones; with strategy pruning also the step before, refined after its forward
+    (which runs after that step was first sent)."""
+    if row.request.use_retroactive_pruning:
+        return row_steps(row, tokenizer)
+    return row_steps(row, tokenizer, max(0, len(row.sets) - (2 if row.request.use_pruning else 1)))
 
 
 def _text(row: Row, tokenizer: Any, context: list[int], token: int) -> str:

@@ -52,7 +52,7 @@ def special_ids(loaded: LoadedModel, settings: Settings) -> tuple[list[int], int
 COMPARE_MODES = {
     "tempo": {"mode": "tempo", "use_retroactive_pruning": False},
     "tempo_pruning": {"mode": "tempo", "use_retroactive_pruning": True},
-    "mcts": {"mode": "mcts"},
+    "mcts": {"mode": "mcts", "use_pruning": False},  # strategy pruning refines parallel sets; a search has none
     "default": {"mode": "default", "temperature": 0.0},
 }
 """The runs of ``compare``: what each sets over the given settings."""

@@ -11,8 +11,7 @@ import torch
 
 from tempo.settings.loader import PROJECT_ROOT
 from tempo.errors import ModelLoadError
-from tempo.models.placement import (Placement, execution_device, placement_arguments, quiet_optional_kernels,
-                                    weight_bytes)
+from tempo.models.placement import Placement, execution_device, placement_arguments, weight_bytes
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,6 @@ def load_model(
 
     ``placement``: a device map (accelerate: GPUs, CPU, disk), tensor parallelism or quantized weights
     (tempo/models/placement.py); without one the model goes to ``device`` whole."""
-    quiet_optional_kernels()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(model_id)

@@ -32,7 +32,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import ConfigDict, create_model
+from pydantic import ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tempo.errors import RequestError
@@ -51,11 +51,14 @@ ApiConfig = ApiSettings
 
 def request_model(fields: Mapping[str, FieldSpec] = FIELDS):
     """The pydantic body of POST /generate, from the request fields' declaration (all but the prompt optional):
-    the OpenAPI docs list every field, and an unknown one is a 422 naming it."""
+    the OpenAPI docs list every field and its aliases (``threshold``; ``build_request`` resolves them), and an
+    unknown one is a 422 naming it."""
     body: dict[str, Any] = {"prompt": (str, ...)}
     for spec in fields.values():
         if spec.name != "prompt":
             body[spec.name] = (Optional[spec.type], None)
+            for alias in spec.aliases:
+                body[alias] = (Optional[spec.type], Field(None, description=f"another name of {spec.name}"))
     return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **body)
 
 

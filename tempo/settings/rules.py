@@ -20,6 +20,9 @@ from tempo.settings.schema import (  # noqa: F401 -- the value lists are part of
 
 
 SECRET_KEYS = ("hub.token",)
+SHARED_POSITIONS = ("TEMPO gives the tokens of one parallel set one position through position ids; "
+                    "there is no RoPE modification to switch")
+"""Why ``use_custom_rope`` is refused in a settings file and ``--use-custom-rope`` changes nothing (always on)."""
 """Known keys that are never in settings.toml (they belong in .secrets.toml or the environment)."""
 
 
@@ -173,8 +176,7 @@ def validation_errors(settings: Dynaconf) -> list[str]:
             errors.append(f"debug.module_debug.{name} is not a module; one of {', '.join(MODULE_DEBUG_NAMES)}")
     for key in flatten(settings.as_dict()):
         if key.endswith(".use_custom_rope") or key == "use_custom_rope":
-            errors.append(f"{key} is not supported: TEMPO gives the tokens of one parallel set one position through "
-                          "position ids; there is no RoPE modification to switch (remove the key)")
+            errors.append(f"{key} is not supported: {SHARED_POSITIONS} (remove the key)")
     return errors
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from tempo.engine.schedules import threshold_at
-from tempo.result import KEPT, PRUNED, REMOVED, GenerationResult
+from tempo.result import KEPT, PRUNED, REMOVED, GenerationResult, pruned_by
 
 STATUS_COLOURS = {KEPT: "#0284c7", PRUNED: "#9ca3af", REMOVED: "#dc2626"}
+FATE_COLOURS = {KEPT: "#0284c7", "coherence": "#f59e0b", "diversity": "#16a34a", "attention": "#9ca3af"}
+"""The set-size plot's stacks: kept, dropped by a strategy at their own step, pruned later by attention."""
 SIZE = (7.0, 3.2)
 
 
@@ -24,12 +26,27 @@ def _axes(title: str, xlabel: str, ylabel: str):
     return fig, ax
 
 
+def fates(result: GenerationResult) -> dict[str, list[int]]:
+    """Per step, how many candidates are kept and how many each cause took away (``FATE_COLOURS``' keys:
+    ``coherence`` / ``diversity`` dropped by strategy pruning, ``attention`` pruned or removed by retroactive
+    pruning)."""
+    counts = {fate: [0] * len(result.steps) for fate in FATE_COLOURS}
+    for n, step in enumerate(result.steps):
+        for c in step.candidates:
+            counts[pruned_by(step, c) or KEPT][n] += 1
+    return counts
+
+
 def set_sizes_figure(result: GenerationResult) -> Figure:
-    """Candidates and kept tokens per step."""
-    fig, ax = _axes("Candidates and kept tokens per step", "step", "tokens")
+    """Candidates per step, stacked by fate: kept, and what pruned the others (a strategy or attention)."""
+    fig, ax = _axes("Candidates per step: kept, and what pruned the others", "step", "tokens")
     steps = [s.step for s in result.steps]
-    ax.bar(steps, [len(s.candidates) for s in result.steps], color="#bae6fd", label="candidates")
-    ax.bar(steps, [len(s.kept) for s in result.steps], width=0.5, color="#0284c7", label="kept")
+    bottom = [0] * len(steps)
+    for fate, counts in fates(result).items():
+        if fate == KEPT or any(counts):
+            label = fate if fate == KEPT else f"pruned by {fate}"
+            ax.bar(steps, counts, bottom=bottom, color=FATE_COLOURS[fate], label=label)
+            bottom = [b + c for b, c in zip(bottom, counts)]
     ax.legend(loc="upper right", fontsize=8)
     return fig
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tempo.engine.output import bracketed_text, clean_text, format_set, struck
-from tempo.result import KEPT, PRUNED, GenerationResult, Step
+from tempo.result import KEPT, PRUNED, GenerationResult, Step, pruned_by
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,7 +69,8 @@ def streamed_texts(prompt: str, steps: list[Step], marks: bool = False) -> tuple
 
 
 def candidates_table(result: GenerationResult) -> "pd.DataFrame":
-    """One row per candidate: step, position, rank in its set, token, probability, fate, thresholds."""
+    """One row per candidate: step, position, rank in its set, token, probability, fate (and what pruned it:
+    a strategy or attention), coherence, thresholds."""
     import pandas as pd
 
     rows = []
@@ -78,12 +79,13 @@ def candidates_table(result: GenerationResult) -> "pd.DataFrame":
             rows.append({
                 "step": step.step, "position": step.position, "rank": rank, "token_id": c.token_id,
                 "text": c.text, "probability": c.probability, "status": c.status,
-                "pruned_at_step": c.pruned_at_step, "attention": c.attention,
+                "pruned_at_step": c.pruned_at_step, "pruned_by": pruned_by(step, c), "attention": c.attention,
+                "coherence": c.coherence,
                 "set_size": len(step.candidates), "selection_threshold": step.selection_threshold,
                 "attention_threshold": step.attention_threshold, "unattended": step.unattended,
             })
     columns = ["step", "position", "rank", "token_id", "text", "probability", "status", "pruned_at_step",
-               "attention", "set_size", "selection_threshold", "attention_threshold", "unattended"]
+               "pruned_by", "attention", "coherence", "set_size", "selection_threshold", "attention_threshold", "unattended"]
     return pd.DataFrame(rows, columns=columns)
 
 

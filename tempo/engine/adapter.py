@@ -17,6 +17,9 @@ PLAIN_HEAD_MODELS = {"llama", "qwen2", "qwen3", "mistral", "mixtral", "qwen2_moe
                      "deepseek_v3"}
 """Families whose ``ForCausalLM.forward`` is ``lm_head(hidden)`` and nothing after (read in transformers 5.23)."""
 
+TRANSPOSED_HEAD_ROWS = range(2, 6)
+"""Slots a CPU forward reads logits for where the adapter applies the head as ``(W @ h^T)^T`` (``_head``)."""
+
 
 class ModelAdapter:
     """A causal LM seen as: tokens + positions + 4D mask + cache -> logits + cache."""
@@ -55,6 +58,13 @@ class ModelAdapter:
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         # Heads known to be logits = lm_head(hidden) with nothing after (no soft-capping, no scale).
         self.plain_head = config.model_type in PLAIN_HEAD_MODELS and not getattr(config, "final_logit_softcapping", None)
+        head = model.get_output_embeddings()
+        weight = getattr(head, "weight", None)
+        self.transposed_head = (self.plain_head and isinstance(head, torch.nn.Linear) and weight is not None
+                                and type(weight.data) is torch.Tensor and weight.device.type == "cpu"
+                                and weight.dtype == torch.float32 and not hasattr(head, "_hf_hook"))
+        """A plain float32 head on the CPU (no quantized, sharded or offloaded weight): ``_head`` may apply it
+        as ``(W @ h^T)^T`` for a few slots (docs/performance.md)."""
 
     @torch.inference_mode()
     def forward(
@@ -88,15 +98,20 @@ class ModelAdapter:
         return out if hidden else out[:2]
 
     def _forward(self, input_ids, position_ids, mask, cache, last_only, needed, hidden=False):
-        """``(logits, cache, final hidden states or None)``."""
-        if self.plain_head and (hidden or (needed is not None and not bool(needed.all()))):
+        """``(logits, cache, final hidden states or None)``. With a plain head the adapter applies it itself:
+        to the needed slots only, when the hidden states are asked for, and on the CPU to a few slots as
+        ``W @ h^T`` (``_head``). Callers pass ``needed=None`` when every slot is read."""
+        some = needed is not None and not bool(needed.all())
+        several = self.transposed_head and not last_only and input_ids.numel() in TRANSPOSED_HEAD_ROWS
+        if self.plain_head and (hidden or some or several):
             out = self.model.base_model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
                                         past_key_values=cache, use_cache=True)
             states = out.last_hidden_state  # [B, Q, H]
-            needed = needed if needed is not None else torch.ones(states.shape[:2], dtype=torch.bool,
-                                                                   device=states.device)
+            if not some:
+                logits = self._head(states.reshape(-1, states.shape[-1])).view(*states.shape[:2], -1)  # [B, Q, V]
+                return logits, out.past_key_values, states if hidden else None
             logits = states.new_zeros(*states.shape[:2], self.vocab_size, dtype=torch.float32)
-            logits[needed] = self.model.get_output_embeddings()(states[needed]).float()
+            logits[needed] = self._head(states[needed])
             return logits, out.past_key_values, states if hidden else None
         out = self.model(
             input_ids=input_ids,
@@ -108,6 +123,22 @@ class ModelAdapter:
             **({"output_hidden_states": True} if hidden else {}),  # only when asked: the default path unchanged
         )
         return out.logits.float(), out.past_key_values, out.hidden_states[-1] if hidden else None
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The output head over ``hidden [M, H]`` -> float32 logits ``[M, V]``.
+
+        One row: the library's own ``linear`` (the same kernel as ``generate()``, so greedy equivalence is
+        exact). ``TRANSPOSED_HEAD_ROWS`` rows on the CPU: ``(W @ h^T)^T``, the same products summed in
+        another order (within 1e-6): the CPU BLAS's ``h @ W^T`` kernel for 2–3 rows costs 2–3.5x one row,
+        while this layout costs about one row's, as a memory-bound head should (docs/performance.md,
+        benchmarks/bench_linear.py). Elsewhere (a GPU, wider batches) the library's own ``linear``."""
+        head = self.model.get_output_embeddings()
+        if hidden.shape[0] not in TRANSPOSED_HEAD_ROWS or not self.transposed_head:
+            return head(hidden).float()
+        logits = torch.matmul(head.weight, hidden.T).T.contiguous()
+        if head.bias is not None:
+            logits = logits + head.bias
+        return logits.float()
 
     def _windowed(self, input_ids, position_ids, mask, cache, last_only, needed, hidden=False):
         """A model with sliding-window layers: the window becomes part of the mask of those layers.

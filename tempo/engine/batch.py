@@ -191,19 +191,30 @@ class Batch:
         return False
 
     def next_sets(self, thresholds: list[float]) -> tuple[list[list[int]], list[list[float]]]:
-        """The next step's set of every row (token ids and probabilities, highest first)."""
+        """The next step's set of every row (token ids and probabilities, highest first).
+
+        One host sync: sizes, ids, probabilities and each row's entropy and varentropy (``self.entropies``,
+        TEMPO_SPEC section 11: the combined distribution at temperature 1 before top-k/top-p) come back
+        together (``_read_back``). Rows whose set can only be one token take the argmax alone
+        (``sampling.greedy``: no mixture, no top-k) when the whole batch can. A row with ``forced_sets`` takes
+        its given set at the steps they cover, each candidate's probability read from its distribution."""
         early = [len(row.sets) < row.request.min_steps for row in self.rows]
+        if self._one_token(thresholds):
+            probs, ids, p = sampling.greedy(self.logits, self.sampling, early, self.eos_ids, self.seen)  # [B], [B, V]
+            unit = p if not self.sampling.tempered else sampling.unit_distribution(
+                self.logits, self.sampling, early, self.eos_ids, self.seen)  # [B, V] at temperature 1
+            sizes, ids, probs, self.entropies = _read_back(torch.ones_like(ids), ids[:, None], probs[:, None],
+                                                           sampling.entropy(unit))
+            return [row_ids[:1] for row_ids in ids], [row_probs[:1] for row_probs in probs]
         weights = sampling.mode_weights(self.set_probs, self.kept, self.modes)  # [B, K]
         dist = sampling.distribution(self.logits, self.sampling, early, self.eos_ids, self.seen, weights)
-        sorted_p, sorted_ids = dist.sorted_p, dist.sorted_ids
-        t = self.sampling.temperature
-        unit = dist.p if bool(((t == 0) | (t == 1)).all()) else sampling.unit_distribution(
+        width = self.sampling.widest  # every set has at most `need` tokens
+        sorted_p, sorted_ids = dist.sorted_p[:, :width], dist.sorted_ids[:, :width]
+        unit = dist.p if not self.sampling.tempered else sampling.unit_distribution(
             self.logits, self.sampling, early, self.eos_ids, self.seen, weights)  # [B, V] at temperature 1
-        self.entropies = sampling.entropy(unit).tolist()  # [B] of (entropy, varentropy), read by step()
         threshold = torch.tensor(thresholds, device=sorted_p.device)
         sizes = sampling.set_sizes(sorted_p, threshold, self.sampling.need, self.single)
-        width = int(sizes.max())
-        ids, probs, sizes = sorted_ids[:, :width].tolist(), sorted_p[:, :width].tolist(), sizes.tolist()
+        sizes, ids, probs, self.entropies = _read_back(sizes, sorted_ids, sorted_p, sampling.entropy(unit))
         sets_ids, sets_probs = [], []
         for b, row in enumerate(self.rows):
             token_ids, token_probs = ids[b][: sizes[b]], probs[b][: sizes[b]]
@@ -217,6 +228,18 @@ class Batch:
             sets_ids.append(token_ids)
             sets_probs.append(token_probs)
         return sets_ids, sets_probs
+
+    def _one_token(self, thresholds: list[float]) -> bool:
+        """Can every row's set be one token only, so that its argmax is the whole selection? A row is
+        greedy or default mode (``single``), has ``max_parallel_tokens`` 1, or a threshold above one half
+        (two tokens cannot both pass; 1e-4 above it covers the softmax's rounding) — and no row draws, no
+        row filters (top-k/top-p renormalise the probability), no row has a given set still to come
+        (``forced_sets``) and the newest sets are one token each."""
+        if self.logits.shape[1] != 1 or self.sampling.filtering:
+            return False
+        return all(row.generator is None and len(row.sets) >= len(row.request.forced_sets)
+                   and (row.single or row.request.max_parallel_tokens == 1 or threshold > 0.5 + 1e-4)
+                   for row, threshold in zip(self.rows, thresholds))
 
     def _leave(self, judged_last: list[Row] = ()) -> None:
         """Move finished and cancelled rows out of the batch and its cache, but for ``judged_last``."""
@@ -301,35 +324,35 @@ class Batch:
     def _forward(self, judged_last: list[Row] = ()) -> None:
         """Append every row's newest set at position ``P + s``, run the model over it, then prune.
 
-        ``judged_last``: finished rows here only to be pruned; their slots skip the output head."""
+        ``judged_last``: finished rows here only to be pruned; their slots skip the output head.
+        The step's tensors are built on the device from Python lists in one copy (``_step_tensors``);
+        the explicit mask only when it changes something; the attention capture only when a row prunes."""
         dev = self.adapter.device
-        last = {id(row) for row in judged_last}
-        k = max(len(row.sets[-1].tokens) for row in self.rows)
+        input_ids, probs, real, steps, k, ragged = self._step_tensors()
         width = self.visible.shape[1]
-        input_ids = torch.full((len(self.rows), k), self.pad_id, dtype=torch.long)
-        probs = torch.zeros(len(self.rows), k)
-        real = torch.zeros(len(self.rows), k, dtype=torch.bool)
-        head = torch.tensor([id(row) not in last for row in self.rows])  # [B] rows whose logits are read
-        for b, row in enumerate(self.rows):
-            record = row.sets[-1]
-            n = len(record.tokens)
-            record.slots = list(range(width, width + n))
-            input_ids[b, :n] = torch.tensor(record.tokens)
-            probs[b, :n] = torch.tensor(record.probs)
-            real[b, :n] = True
-        input_ids, probs, real, head = input_ids.to(dev), probs.to(dev), real.to(dev), head.to(dev)
-        steps = torch.tensor([len(row.sets) - 1 for row in self.rows], device=dev)
+        for row in self.rows:
+            row.sets[-1].slots = list(range(width, width + len(row.sets[-1].tokens)))
+        needed = None  # every slot's logits are read (the adapter checks nothing)
+        if ragged or judged_last:
+            last = {id(row) for row in judged_last}
+            head = torch.tensor([id(row) not in last for row in self.rows], device=dev)  # [B] rows read
+            needed = real & head[:, None]
         positions = layout.step_positions(self.prompt_len, steps, k)  # [B, K]
-        if k == 1 and not self.soft and bool(self.visible.all()):
+        if k == 1 and not self.soft and self._all_visible():
             mask = None  # one new token that may see everything: the library's causal path is exact
         else:
             mask = layout.step_mask(self.visible, real, self.intraset, self.adapter.dtype,
                                     self.key_bias if self.soft else None)  # [B, 1, K, T+K]
         layers = {layer for plan in self.plans if plan is not None for layer in plan[0]}
-        with capture(layers) as self.attention:  # empty set: every layer stays on SDPA
-            self.logits, self.cache, *hidden = self.adapter.forward(  # [B, K, V]; hidden: [[B, K, H]] or []
-                input_ids, positions, mask, self.cache, needed=real & head[:, None],
-                hidden=strategy.needs_hidden(self.rows))
+        wants_hidden = strategy.needs_hidden(self.rows)  # strategy pruning reads the final hidden states
+        if layers:
+            with capture(layers) as self.attention:  # the pruning rows' layers compute their probabilities
+                self.logits, self.cache, *hidden = self.adapter.forward(  # [B, K, V]; hidden: [[B, K, H]] or []
+                    input_ids, positions, mask, self.cache, needed=needed, hidden=wants_hidden)
+        else:  # no row prunes retroactively: every layer on SDPA, no capture machinery entered
+            self.attention = {}
+            self.logits, self.cache, *hidden = self.adapter.forward(
+                input_ids, positions, mask, self.cache, needed=needed, hidden=wants_hidden)
         self.visible = torch.cat([self.visible, real], dim=-1)
         self.key_bias = torch.cat([self.key_bias, torch.zeros(real.shape, device=dev)], dim=-1)
         self.set_probs, self.kept = probs, real
@@ -340,6 +363,27 @@ class Batch:
         strategy.refine(self, hidden[0] if hidden else None)  # strategy pruning of the new sets (section 10)
         if layers:  # the queries of step s: its candidates still kept
             self._prune(self.attention, self.set_probs * self.kept)
+
+    def _step_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, bool]:
+        """The newest sets as tensors on the device, from one list copied once: ``input_ids [B, K]``,
+        ``probs [B, K]``, ``real [B, K]`` (False: filler slots), ``steps [B]``; K, and whether some set is
+        shorter than K (filler slots)."""
+        k = max(len(row.sets[-1].tokens) for row in self.rows)
+        table = []  # per row: K token ids, K probabilities, K real flags, the step (float32 holds them exactly)
+        for row in self.rows:
+            record = row.sets[-1]
+            fill = k - len(record.tokens)
+            table.append(record.tokens + [self.pad_id] * fill + record.probs + [0.0] * fill
+                         + [1.0] * len(record.tokens) + [0.0] * fill + [len(row.sets) - 1])
+        packed = torch.tensor(table, dtype=torch.float32).to(self.adapter.device)  # [B, 3K + 1]
+        ragged = any(len(row.sets[-1].tokens) < k for row in self.rows)
+        return (packed[:, :k].long(), packed[:, k:2 * k], packed[:, 2 * k:3 * k] > 0, packed[:, 3 * k].long(),
+                k, ragged)
+
+    def _all_visible(self) -> bool:
+        """May every row attend every cached slot (no padding, filler or pruned slot)? One host sync, paid
+        only when the newest sets are all one token."""
+        return bool(self.visible.all())
 
     def _prune(self, attention: dict[int, torch.Tensor], query_weights: torch.Tensor) -> None:
         """Retroactive pruning of every pruning row from this step's attention (TEMPO_SPEC section 6)."""
@@ -376,6 +420,18 @@ class Batch:
         while self.rows:
             self.step()
         return sorted(self.finished, key=lambda row: row.key)
+
+
+def _read_back(sizes: torch.Tensor, ids: torch.Tensor, probs: torch.Tensor, entropies: torch.Tensor
+               ) -> tuple[list[int], list[list[int]], list[list[float]], list[tuple[float, float]]]:
+    """``sizes [B]``, ``ids [B, W]``, ``probs [B, W]`` and ``entropies [B, 2]`` (entropy, varentropy) as Python
+    lists in one host sync: packed into one float64 tensor (token ids and sizes are exact in it, the float32
+    probabilities too, and the entropies keep their double precision)."""
+    width = ids.shape[1]
+    packed = torch.cat([sizes[:, None].double(), ids.double(), probs.double(), entropies.double()],
+                       dim=1).tolist()  # [B, 1 + 2W + 2]
+    return ([int(row[0]) for row in packed], [[int(t) for t in row[1:1 + width]] for row in packed],
+            [row[1 + width:1 + 2 * width] for row in packed], [(row[-2], row[-1]) for row in packed])
 
 
 def _left_pad(visible: torch.Tensor, width: int) -> torch.Tensor:

@@ -33,15 +33,27 @@ class RowSettings:
     """How many of the highest tokens each row needs at least (its set-size cap; MCTS: ``mcts_expand``)."""
     repetition: bool
     """Some row has a repetition penalty: only then is it applied (and ``seen`` needed)."""
+    tempered: bool | None = None
+    """Some row's temperature is neither 0 nor 1 (None: read it from ``temperature``, a host sync)."""
+    filtering: bool | None = None
+    """Some row filters with top-k or top-p (None: read it from the tensors, a host sync)."""
+    widest: int | None = None
+    """The largest ``need`` (None: read it from ``need``, a host sync)."""
 
     @classmethod
     def of(cls, requests: Sequence[Any], need: Sequence[int], device: Any) -> "RowSettings":
+        """The tensors, and the batch-wide flags as Python values: known once per layout, so a step reads
+        none of them back from the device."""
+        need = list(need)
         return cls(temperature=torch.tensor([r.temperature for r in requests], device=device),
                    top_k=torch.tensor([r.top_k for r in requests], device=device),
                    top_p=torch.tensor([r.top_p for r in requests], device=device),
                    penalty=torch.tensor([r.repetition_penalty for r in requests], device=device),
-                   need=torch.tensor(list(need), device=device),
-                   repetition=any(r.repetition_penalty != 1.0 for r in requests))
+                   need=torch.tensor(need, device=device),
+                   repetition=any(r.repetition_penalty != 1.0 for r in requests),
+                   tempered=any(r.temperature not in (0, 1) for r in requests),
+                   filtering=any(r.top_k > 0 or r.top_p < 1.0 for r in requests),
+                   widest=max(need))
 
 
 class Distribution(NamedTuple):
@@ -72,9 +84,27 @@ def distribution(logits: torch.Tensor, settings: RowSettings, early: list[bool],
     logits = suppress_tokens(logits, early, eos_ids)
     if settings.repetition:
         logits = repetition_penalty(logits, seen, settings.penalty)
-    rows = temperature_softmax(logits, settings.temperature)  # [B, K, V]
+    rows = temperature_softmax(logits, settings.temperature, settings.tempered)  # [B, K, V]
     p = rows[:, 0] if weights is None else combine(rows, weights)  # [B, V]
-    return Distribution(*top_k_top_p(p, settings.top_k, settings.top_p, settings.need), p)
+    return Distribution(*top_k_top_p(p, settings.top_k, settings.top_p, settings.need, settings.filtering,
+                                     settings.widest), p)
+
+
+def greedy(logits: torch.Tensor, settings: RowSettings, early: list[bool], eos_ids: list[int],
+           seen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The argmax of each row's distribution, its probability and the distribution, ``([B], [B], [B, V])``:
+    ``distribution``'s
+    highest token when no row filters (top-k / top-p) and K is 1, without the mixture and the top-k.
+
+    The fast path of rows whose set can only be one token (``Batch.next_sets``). The probability is the
+    same float as ``distribution``'s: the same softmax of the same processed logits (a mixture of one
+    row with weight 1 is that row). ``logits [B, 1, V]``."""
+    logits = suppress_tokens(logits, early, eos_ids)
+    if settings.repetition:
+        logits = repetition_penalty(logits, seen, settings.penalty)
+    p = temperature_softmax(logits, settings.temperature, settings.tempered)[:, 0]  # [B, V]
+    probs, ids = p.max(dim=-1)
+    return probs, ids, p
 
 
 def unit_distribution(logits: torch.Tensor, settings: RowSettings, early: list[bool], eos_ids: list[int],
@@ -163,10 +193,13 @@ def repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.
     return torch.where(seen[:, None, :], penalised, logits)
 
 
-def temperature_softmax(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-    """Softmax at each row's temperature; temperature 0 (greedy) keeps the plain softmax."""
+def temperature_softmax(logits: torch.Tensor, temperature: torch.Tensor, tempered: bool | None = None) -> torch.Tensor:
+    """Softmax at each row's temperature; temperature 0 (greedy) keeps the plain softmax. ``tempered``: some
+    row's temperature is neither 0 nor 1 (``RowSettings.tempered``; None: read from the tensor)."""
     t = torch.where(temperature > 0, temperature, torch.ones_like(temperature))[:, None, None]
-    return torch.softmax(logits / t if bool((t != 1).any()) else logits, dim=-1)
+    if tempered is None:
+        tempered = bool((t != 1).any())
+    return torch.softmax(logits / t if tempered else logits, dim=-1)
 
 
 def combine(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -202,18 +235,22 @@ def mode_weights(probabilities: torch.Tensor, kept: torch.Tensor, modes: list[st
     return weights
 
 
-def top_k_top_p(p: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, need: torch.Tensor):
+def top_k_top_p(p: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, need: torch.Tensor,
+                filtering: bool | None = None, widest: int | None = None):
     """Filter with top-k then top-p (HF semantics; 0 and 1.0 disable) and renormalise.
 
     ``p [B, V]``; ``need [B]``: how many of the highest tokens the caller needs
     at least (the set-size cap). Returns ``(sorted_probs [B, W], sorted_ids [B, W])``,
     highest first, filtered entries 0: the W highest tokens, where W covers every
     row's top-k (or its whole vocabulary for top-p without top-k). A full sort
-    of the vocabulary is paid only when a row asks for top-p without top-k.
+    of the vocabulary is paid only when a row asks for top-p without top-k. ``filtering`` and ``widest``
+    (``RowSettings``) spare the host syncs that read them from the tensors.
     """
     vocab = p.shape[-1]
-    if not bool(((top_k > 0) | (top_p < 1.0)).any()):  # no filter on any row: the top tokens as they are
-        return p.topk(min(vocab, int(need.max())), dim=-1)
+    if filtering is None:
+        filtering = bool(((top_k > 0) | (top_p < 1.0)).any())
+    if not filtering:  # no filter on any row: the top tokens as they are
+        return p.topk(min(vocab, int(need.max()) if widest is None else widest), dim=-1)
     k = torch.where(top_k > 0, top_k.clamp(max=vocab), torch.zeros_like(top_k))  # 0: no top-k
     full = bool(((k == 0) & (top_p < 1.0)).any())
     width = vocab if full else int(torch.maximum(k, need).max().clamp(max=vocab))

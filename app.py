@@ -1,6 +1,7 @@
 """TEMPO's web app (a Hugging Face Space entry point): load settings, build the app, serve it.
 
-The model comes from ``model.model_id`` (or ``TEMPO_MODEL__MODEL_ID``); host and
+The model comes from ``model.model_id`` (or ``TEMPO_MODEL__MODEL_ID``), or ``model.fallback_model_id`` when that
+cannot be loaded (the page and ``/health`` then say so); host and
 port from the ``api`` section (or ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``).
 Once the server listens, the address to open is logged at INFO.
 """
@@ -45,12 +46,15 @@ def main() -> None:
         configure_logging(settings)
         from tempo.serve.rest import bind_address, create_app
         from tempo.engine.runner import Tempo
+        from tempo.models.fallback import load_with_fallback
 
-        engine = Tempo.from_settings(settings)
+        loaded, fallback = load_with_fallback(settings)  # model.fallback_model_id when model_id cannot load
+        engine = Tempo(loaded, settings)
     except TempoError as exc:
         sys.exit(f"error: {exc}")
     host, port = bind_address(settings.api)
-    config = uvicorn.Config(create_app(engine, settings), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(create_app(engine, settings, fallback=fallback), host=host, port=port,
+                            log_level="warning")
     AnnouncedServer(config, model=engine.loaded.info()["id"]).run()
 
 

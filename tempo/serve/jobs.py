@@ -232,6 +232,12 @@ class JobQueue(ABC):
     def close(self, timeout: float = 5.0) -> None:
         """Stop taking requests; jobs still queued or running end cancelled."""
 
+    @abstractmethod
+    def swap(self, engine: "Tempo", timeout: float, reason: str) -> int:
+        """Serve ``engine`` from now on (a model switch): running requests finish on the old engine first --
+        those still running after ``timeout`` seconds end with ``RequestCancelled(reason ...)`` -- while queued
+        ones wait and then run on ``engine``. Returns the number of requests cancelled."""
+
     def stats(self) -> dict[str, Any]:
         c = self.counters
         return {

@@ -19,7 +19,7 @@ from tempo.settings.schema import (  # noqa: F401 -- the value lists are part of
 )
 
 
-SECRET_KEYS = ("hub.token",)
+SECRET_KEYS = ("hub.token", "api.admin_token")
 """Known keys that are never in settings.toml (they belong in .secrets.toml or the environment)."""
 
 

@@ -15,13 +15,14 @@ import gradio as gr
 
 from tempo.models import info as model_info
 from tempo.serve import endpoints
-from tempo.ui import controls
+from tempo.ui import controls, model_picker
 from tempo.ui.downloads import ResultFolders
 from tempo.request import FIELDS, MODES
 from tempo.ui.plots import result_figures, schedule_figure
 from tempo.ui.render import SPAN_COLOURS, candidates_table, highlighted_spans, streamed_texts, summary
 from tempo.result import GenerationResult
 from tempo.serve.jobs import ENDS, Job, JobQueue
+from tempo.serve.switch import ModelSwitcher
 
 COMPARE = "compare"
 DEFAULT_EXAMPLES = [
@@ -88,18 +89,20 @@ class Layout:
                 self.table, self.raw, *compare]
 
 
-def create_demo(scheduler: JobQueue, settings: Any = None) -> gr.Blocks:
+def create_demo(scheduler: JobQueue, settings: Any = None, switcher: ModelSwitcher | None = None) -> gr.Blocks:
     """The Blocks app over ``scheduler`` (its engine's settings give the defaults): :func:`layout`, then the
-    events (:func:`wire`), then the named ``gradio_client`` endpoints."""
+    events (:func:`wire`), then the named ``gradio_client`` endpoints. ``switcher`` switches the model (the Model
+    tab's picker; tempo/ui/model_picker.py), one of its own when not given."""
     engine = scheduler.engine
     settings = settings if settings is not None else engine.settings
+    switcher = switcher or ModelSwitcher(scheduler, settings)
     api = endpoints.Endpoints(scheduler, settings)
     defaults = api.defaults()
     stream_every = settings.app.stream_interval
 
     age = settings.app.download_cache_age  # Gradio's copies of the downloads, as ResultFolders bounds ours
     with gr.Blocks(title="TEMPO — where the model hesitates", delete_cache=(age, age)) as demo:
-        ui = layout(api, defaults)
+        ui = layout(api, defaults, switcher)
         ui.downloads = ResultFolders(settings.app.max_result_folders)
         wire(demo, ui, scheduler, api, stream_every)
         wire_schedule_plot(demo, ui, defaults)
@@ -107,12 +110,14 @@ def create_demo(scheduler: JobQueue, settings: Any = None) -> gr.Blocks:
     return demo
 
 
-def layout(api: endpoints.Endpoints, defaults: dict[str, Any]) -> Layout:
-    """The page: the header, the controls' column (prompt, buttons, settings), the outputs' column (tabs)."""
+def layout(api: endpoints.Endpoints, defaults: dict[str, Any], switcher: ModelSwitcher) -> Layout:
+    """The page: the header (and the fallback banner), the controls' column (prompt, buttons, settings), the
+    outputs' column (tabs)."""
     gr.Markdown("## TEMPO — where the model hesitates\n"
                 "Every token above the threshold is kept: parallel sets show as "
                 "<span style='background:#7dd3fc'>[a/b]</span>, pruned candidates "
                 "<span style='background:#d1d5db'>s̶t̶r̶u̶c̶k̶</span>.")
+    page_banner = model_picker.banner(switcher)
     with gr.Row():
         with gr.Column(scale=2, min_width=340):
             controls_part = control_column(defaults, api.max_tokens_limit)
@@ -121,7 +126,7 @@ def layout(api: endpoints.Endpoints, defaults: dict[str, Any]) -> Layout:
             with gr.Tabs():
                 ui = output_tabs(status, **controls_part)
                 ui.compare_out = compare_tab()
-                ui.model_json, ui.refresh = model_tab(api)
+                ui.model_json, ui.refresh = model_tab(api, switcher, page_banner)
     return ui
 
 
@@ -185,8 +190,9 @@ def compare_tab() -> dict[str, tuple[gr.HighlightedText, gr.Markdown]]:
     return compare_out
 
 
-def model_tab(api: endpoints.Endpoints) -> tuple[gr.JSON, gr.Button]:
-    """The model's layer types (when inspected), its info JSON and a Refresh button."""
+def model_tab(api: endpoints.Endpoints, switcher: ModelSwitcher, page_banner: gr.Markdown
+              ) -> tuple[gr.JSON, gr.Button]:
+    """The model's layer types (when inspected), its info JSON and a Refresh button; the switch picker."""
     with gr.Tab("Model"):
         inspection = api.inspection()
         if "layer_types" in inspection:
@@ -195,6 +201,7 @@ def model_tab(api: endpoints.Endpoints) -> tuple[gr.JSON, gr.Button]:
                          label="Layer types", wrap=True, interactive=False, elem_id="layer-types")
         model_json = gr.JSON(value=api.model_info(), label="Model, inspection and queue")
         refresh = gr.Button("Refresh", size="sm")
+        model_picker.picker(switcher, page_banner, model_json, api.model_info)
     return model_json, refresh
 
 

@@ -1,0 +1,66 @@
+"""The Model tab's picker (the bundled model, the curated ``app.models``, or any hub id / local path typed in)
+with a Switch button and a status line, and the page's fallback banner. The handlers are thin: the switch itself
+is ``tempo.serve.switch.ModelSwitcher``'s, shared with REST ``POST /model``."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gradio as gr
+
+from tempo.models.fallback import banner_text
+from tempo.serve.switch import ModelSwitcher, SwitchError
+
+
+def banner(switcher: ModelSwitcher) -> gr.Markdown:
+    """A line at the top of the page while the app serves its fallback model (empty otherwise); read again at
+    each page load, so it is gone once a switch has loaded a model."""
+    return gr.Markdown(lambda: banner_text(switcher.fallback), elem_id="fallback-banner")
+
+
+def idle_status(switcher: ModelSwitcher) -> str:
+    """The status line before any switch: the model served, and whether switching is possible."""
+    line = f"Serving **{switcher.model_id}**."
+    if not switcher.allowed:
+        return line + " Switching is off (`app.allow_model_switch = false`)."
+    if switcher.needs_token:
+        return line + " A switch needs the admin token (`api.admin_token`)."
+    return line
+
+
+def outcome_status(outcome: dict[str, Any]) -> str:
+    cancelled = outcome["cancelled"]
+    return (f"✔ Serving **{outcome['model']}** (was {outcome['previous']}): {outcome['parameters'] / 1e6:,.1f}M "
+            f"parameters on {outcome['device']}, loaded in {outcome['load_s']:.1f} s"
+            + (f"; {cancelled} running request{'s' if cancelled != 1 else ''} cancelled" if cancelled else "")
+            + ".")
+
+
+def picker(switcher: ModelSwitcher, page_banner: gr.Markdown, model_json: gr.JSON,
+           model_info: Callable[[], dict]) -> None:
+    """The picker, the token box (when ``api.admin_token`` is set), Switch and the status line, wired; inside the
+    Model tab. Disabled, saying why, when ``app.allow_model_switch`` is off."""
+    gr.Markdown("### Switch the model")
+    with gr.Row():
+        choice = gr.Dropdown(switcher.choices(), value=lambda: switcher.model_id, allow_custom_value=True,
+                             label="Model (pick one, or type a hub id or a local path)", scale=4,
+                             interactive=switcher.allowed, elem_id="model-choice")
+        token = gr.Textbox(label="Admin token", type="password", visible=switcher.needs_token and switcher.allowed,
+                           scale=2, elem_id="admin-token")
+        button = gr.Button("Switch", variant="secondary", interactive=switcher.allowed, scale=1,
+                           elem_id="switch-model")
+    status = gr.Markdown(lambda: idle_status(switcher), elem_id="switch-status")
+
+    def switch(model_id: str, admin_token: str) -> tuple[str, str, dict]:
+        try:
+            switcher.authorize(admin_token or None)
+            line = outcome_status(switcher.switch(model_id))
+        except SwitchError as exc:
+            line = f"✘ {exc}"
+        return line, banner_text(switcher.fallback), model_info()
+
+    def announce(model_id: str) -> str:
+        return f"⏳ Loading **{model_id}**: running requests finish on {switcher.model_id} first…"
+
+    button.click(announce, choice, status, api_name="ui_switch_announce", api_visibility="private",
+                 queue=False).then(switch, [choice, token], [status, page_banner, model_json],
+                                   api_name="ui_switch_model", api_visibility="private", concurrency_limit=1)

@@ -28,7 +28,7 @@ LONG = {"mode": "default", "temperature": 0.0, "max_tokens": 1000, "min_steps": 
 @pytest.fixture(scope="module")
 def new_model_dir(tmp_path_factory):
     """Another tiny Llama (other weights, same tokenizer): the model switched to."""
-    return save_tiny(tmp_path_factory.mktemp("switch") / "new", "llama", seed=1)
+    return save_tiny(tmp_path_factory.mktemp("switch") / "new", "llama", seed=1, positions=4096)
 
 
 def settings(**overrides):
@@ -185,3 +185,46 @@ def test_a_request_still_running_past_the_switch_timeout_is_cancelled_saying_why
         detail = cancelled.json()["detail"]
         assert "switched" in detail and str(new_model_dir) in detail and "app.model_switch_timeout = 0.2 s" in detail
         assert generate(server).model.id == str(new_model_dir)
+
+
+def test_zerogpu_direct_runs_switch_between_runs_too(long_model_dir, new_model_dir):
+    """A ZeroGPU Space generates in the caller's thread (DirectScheduler): a switch waits for the runs in flight
+    (new submits wait for it), and past its timeout stops them saying why."""
+    from tempo.serve.zerogpu import DirectScheduler
+
+    started = threading.Event()
+
+    def gpu(fn):  # what spaces.GPU would wrap; tells the test when a run has begun
+        def wrapped(*args):
+            started.set()
+            return fn(*args)
+        return wrapped
+
+    settings_ = settings()
+    old, new = (Tempo(load_model(str(path)), settings_) for path in (long_model_dir, new_model_dir))
+    direct = DirectScheduler(old, gpu)
+    jobs, swaps = {}, {}
+    running = threading.Thread(target=lambda: jobs.update(old=direct.submit(old.request("a big red dog", **LONG))))
+    running.start()
+    started.wait(30)
+    switching = threading.Thread(target=lambda: swaps.update(first=direct.swap(new, 300, "a test switch")))
+    switching.start()
+    wait_until(lambda: direct.switching)
+    queued = threading.Thread(target=lambda: jobs.update(new=direct.submit(new.request("the cat sat on the",
+                                                                                        **GREEDY))))
+    queued.start()
+    for thread in (running, switching, queued):
+        thread.join(300)
+    assert swaps["first"] == 0
+    same(jobs["old"].result, alone(old, "a big red dog", **LONG))
+    assert jobs["new"].result.model.id == str(new_model_dir)
+    same(jobs["new"].result, alone(new, "the cat sat on the", **GREEDY))
+
+    started.clear()
+    running = threading.Thread(target=lambda: jobs.update(cut=direct.submit(new.request("a big red dog", **LONG))))
+    running.start()
+    started.wait(30)
+    assert direct.swap(old, 0.2, "a second test switch") == 1
+    running.join(60)
+    assert isinstance(jobs["cut"].error, RequestCancelled) and "a second test switch" in str(jobs["cut"].error)
+    assert direct.submit(old.request("the cat sat on the", **GREEDY)).result.model.id == str(long_model_dir)

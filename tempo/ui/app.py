@@ -79,6 +79,7 @@ class Layout:
     compare_out: dict[str, tuple[gr.HighlightedText, gr.Markdown]] = field(default_factory=dict)
     model_json: gr.JSON | None = None
     refresh: gr.Button | None = None
+    picker: model_picker.Picker | None = None
     downloads: ResultFolders | None = None
     """Where the finished results' download files go (not a component: the handlers' one piece of state)."""
 
@@ -126,7 +127,7 @@ def layout(api: endpoints.Endpoints, defaults: dict[str, Any], switcher: ModelSw
             with gr.Tabs():
                 ui = output_tabs(status, **controls_part)
                 ui.compare_out = compare_tab()
-                ui.model_json, ui.refresh = model_tab(api, switcher, page_banner)
+                ui.model_json, ui.refresh, ui.picker = model_tab(api, switcher, page_banner)
     return ui
 
 
@@ -191,7 +192,7 @@ def compare_tab() -> dict[str, tuple[gr.HighlightedText, gr.Markdown]]:
 
 
 def model_tab(api: endpoints.Endpoints, switcher: ModelSwitcher, page_banner: gr.Markdown
-              ) -> tuple[gr.JSON, gr.Button]:
+              ) -> tuple[gr.JSON, gr.Button, model_picker.Picker]:
     """The model's layer types (when inspected), its info JSON and a Refresh button; the switch picker."""
     with gr.Tab("Model"):
         inspection = api.inspection()
@@ -201,8 +202,8 @@ def model_tab(api: endpoints.Endpoints, switcher: ModelSwitcher, page_banner: gr
                          label="Layer types", wrap=True, interactive=False, elem_id="layer-types")
         model_json = gr.JSON(value=api.model_info(), label="Model, inspection and queue")
         refresh = gr.Button("Refresh", size="sm")
-        model_picker.picker(switcher, page_banner, model_json, api.model_info)
-    return model_json, refresh
+        picker = model_picker.picker(switcher, page_banner, model_json, api.model_info)
+    return model_json, refresh, picker
 
 
 def wire(demo: gr.Blocks, ui: Layout, scheduler: JobQueue, api: endpoints.Endpoints, stream_every: float) -> None:
@@ -221,6 +222,7 @@ def wire(demo: gr.Blocks, ui: Layout, scheduler: JobQueue, api: endpoints.Endpoi
     ui.stop_btn.click(lambda: "⏹ Stopped: the request left the batch.", None, ui.status, cancels=[event, submitted],
                       api_name="ui_stop", api_visibility="private")
     ui.refresh.click(api.model_info, None, ui.model_json, api_name="ui_model_info", api_visibility="private")
+    demo.load(ui.picker.on_load, None, ui.picker.outputs, api_name="ui_model_state", api_visibility="private")
 
 
 def generate_updates(ui: Layout, scheduler: JobQueue, api: endpoints.Endpoints, stream_every: float,

@@ -87,8 +87,11 @@ def available_bytes(device: torch.device, limit_mb: float = 0.0) -> tuple[int | 
     """Memory a new model may take on ``device``, and where the figure comes from; ``limit_mb`` > 0 caps it."""
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
-        free, _total = torch.cuda.mem_get_info(index)
-        found, source = int(free), f"free memory of CUDA device {index}"
+        try:
+            free, _total = torch.cuda.mem_get_info(index)
+            found, source = int(free), f"free memory of CUDA device {index}"
+        except RuntimeError as exc:  # no CUDA context here (a ZeroGPU Space outside spaces.GPU)
+            found, source = None, f"free memory of CUDA device {index} unreadable: {exc}"
     elif device.type == "cpu":
         found, source = host_available_bytes()
     else:  # MPS shares the host's memory

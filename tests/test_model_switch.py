@@ -86,6 +86,11 @@ def test_the_admin_token_is_required_then_a_good_model_serves_the_next_request(l
         health = httpx.get(server.url + "health").json()
         assert health["model"] == str(new_model_dir) and health["fallback"] is None
         assert TOKEN not in httpx.get(server.url + "health").text and TOKEN not in caplog.text
+        from tempo.cli.config import effective
+        from tempo.settings import read_settings
+
+        assert effective(read_settings())["api.admin_token"] == {"value": "****",
+                                                                 "source": "environment TEMPO_API__ADMIN_TOKEN"}
 
         after = generate(server)
         reference = Tempo(load_model(str(new_model_dir)))

@@ -222,7 +222,8 @@ def wire(demo: gr.Blocks, ui: Layout, scheduler: JobQueue, api: endpoints.Endpoi
     ui.stop_btn.click(lambda: "⏹ Stopped: the request left the batch.", None, ui.status, cancels=[event, submitted],
                       api_name="ui_stop", api_visibility="private")
     ui.refresh.click(api.model_info, None, ui.model_json, api_name="ui_model_info", api_visibility="private")
-    demo.load(ui.picker.on_load, None, ui.picker.outputs, api_name="ui_model_state", api_visibility="private")
+    demo.load(ui.picker.on_load, None, ui.picker.outputs, api_name="ui_model_state", api_visibility="private",
+              show_progress="hidden")
 
 
 def generate_updates(ui: Layout, scheduler: JobQueue, api: endpoints.Endpoints, stream_every: float,

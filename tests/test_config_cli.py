@@ -27,14 +27,14 @@ def test_validate_ok(capsys):
 def test_validate_lists_every_error(tmp_path, monkeypatch, capsys):
     broken = tmp_path / "broken.toml"
     broken.write_text('[default.generation]\ntop_p = 2.0\nbeam_width = 4\ntemprature = 0.5\n'
-                      '[default.model]\nquantization = "4bit"\n[default.experimental]\nenable_flash_attention = true\n')
+                      '[default.model]\nquantization = "3bit"\n[default.experimental]\nenable_flash_attention = true\n')
     monkeypatch.setenv("TEMPO_API_PROT", "1")
     assert main(["--settings", str(broken), "config", "--validate"]) == 1
     out = capsys.readouterr().out
     errors = [line for line in out.splitlines() if line.startswith("error: ")]
     assert len(errors) == 6, out
     for expected in ("generation.top_p must be in [0.0, 1.0], got 2.0", "generation.beam_width = 4",
-                     "model.quantization = 4bit", "experimental.enable_flash_attention",
+                     "model.quantization must be one of", "experimental.enable_flash_attention",
                      "generation.temprature is not a setting", "TEMPO_API_PROT names no setting"):
         assert expected in out
 
@@ -137,7 +137,7 @@ def test_full_cli_validate_lists_every_error_of_a_broken_file(tmp_path, capsys):
     from tempo.cli.main import main as tempo_main
 
     broken = tmp_path / "broken.toml"
-    broken.write_text('[default.generation]\ntop_p = 2.0\nbeam_width = 4\n[default.model]\nquantization = "4bit"\n')
+    broken.write_text('[default.generation]\ntop_p = 2.0\nbeam_width = 4\n[default.model]\nquantization = "3bit"\n')
     assert tempo_main(["--settings", str(broken), "config", "--validate"]) == 1
     errors = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error: ")]
     assert len(errors) == 3, errors

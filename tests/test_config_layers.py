@@ -233,7 +233,9 @@ def test_rejected_key_says_why(key, accepted, why):
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("model.quantization", "4bit", "needs bitsandbytes and CUDA"),
+    ("model.quantization", "3bit", "model.quantization must be one of"),
+    ("model.max_memory", {"gpu": "2GiB"}, "model.max_memory must be a table of device"),
+    ("model.device_map", "everywhere", "model.device_map must be one of"),
     ("experimental.enable_flash_attention", True, "take no arbitrary 4D mask"),
     ("generation.beam_width", 4, "TEMPO does not beam-search"),
     ("generation.length_penalty", 1.2, "TEMPO does not beam-search"),

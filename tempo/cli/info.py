@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tempo.settings.schema import QUANTIZATIONS
+
 
 def add_info_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="model inspection: layer types, TEMPO support, memory estimates (JSON)",
@@ -23,6 +25,8 @@ def add_info_parser(sub: argparse._SubParsersAction) -> None:
                    help="sequence length (positions) of the estimates (default: max_position_embeddings)")
     p.add_argument("--parallel-tokens", type=int, default=5,
                    help="candidates per position for the parallel estimate (default 5)")
+    p.add_argument("--quantization", default=None, choices=list(QUANTIZATIONS),
+                   help="estimate the weights under this model.quantization (default: the settings')")
     p.add_argument("--compact", action="store_true", help="one line of JSON instead of indented")
     p.set_defaults(handler=run_info)
 
@@ -34,6 +38,7 @@ def run_info(args: argparse.Namespace, settings) -> int:
     info = inspect_model(
         args.model or section.model_id, dtype=args.dtype if args.dtype is not None else section.torch_dtype,
         max_seq_len=args.max_seq_len, parallel_tokens=args.parallel_tokens,
+        quantization=args.quantization if args.quantization is not None else section.quantization,
         trust_remote_code=section.trust_remote_code, local_files_only=section.local_files_only,
         revision=section.revision, cache_dir=section.cache_dir,
     )

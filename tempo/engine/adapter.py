@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from tempo.engine.layout import additive
+from tempo.models.placement import execution_device
 from tempo.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ class ModelAdapter:
         windows = sliding_windows(model.config)
         self.windows = {layer: w for layer, w in enumerate(windows) if w is not None}
         self.dtype = next(model.parameters()).dtype
-        self.device = next(model.parameters()).device
+        self.device = execution_device(model, torch.device("cpu"))  # a placed model: its input device
         self.forward_calls = 0
+        self.tensor_parallel = any(type(p).__name__ == "DTensor" for p in model.parameters())
+        """Sharded over processes (``model.tp_plan``): each process holds some heads of every layer."""
         config = model.config.get_text_config()
         self.vocab_size = config.vocab_size
         self.context: int | None = getattr(config, "max_position_embeddings", None)

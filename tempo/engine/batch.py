@@ -37,6 +37,9 @@ STATE = ("visible", "key_bias", "prompt_len", "seen", "logits", "set_probs", "ke
 def check_for_model(request: GenerationRequest, adapter: ModelAdapter) -> None:
     """The request rules that depend on the loaded model (the others hold in ``build_request``; the prompt's
     length in ``prompting.prompt_row``)."""
+    if request.use_retroactive_pruning and adapter.tensor_parallel:
+        raise RequestError("use_retroactive_pruning", "must be false under tensor parallelism (model.tp_plan): "
+                           "each process sees only its own heads' attention, so their pruning would differ")
     if request.use_retroactive_pruning and request.num_layers_to_use > adapter.num_layers:
         raise RequestError("num_layers_to_use", f"must be in [0, {adapter.num_layers}] for this model "
                            f"(0 = all {adapter.num_layers} layers), got {request.num_layers_to_use}")

@@ -4,12 +4,13 @@ memory available on the device it would load on.
     fit = check_fit("HuggingFaceTB/SmolLM2-360M-Instruct", settings, torch.device("cpu"))
     fit.needed_bytes, fit.available_bytes, fit.fits, fit.message()
 
-What a model needs: its weights (parameters x bytes of the dtype it loads in) plus the KV cache of one sequence
+What a model needs: its weights (parameters x bytes of the dtype it loads in, or of ``model.quantization``) plus the KV cache of one sequence
 at the context it may use (``generation.max_context``, else the model's ``max_position_embeddings``) -- the
 least it takes to serve one request. What is available: the CUDA device's free memory (``torch.cuda.mem_get_info``)
 or, on the CPU, the host's available memory (``MemAvailable`` of /proc/meminfo, else psutil when installed);
 ``app.model_memory_limit_mb`` caps it (an operator's bound, and the tests' way to make memory small). The model
-being served still occupies its memory while the new one loads, so the free figure already counts it.
+being served still occupies its memory while the new one loads, so the free figure already counts it. With
+``model.device_map`` or ``model.tp_plan`` the layers spread over devices within ``model.max_memory``: no check.
 """
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def estimate(model_id: str, settings: Any, dtype: torch.dtype) -> tuple[dict[str
     context. Raises ``ModelInspectionError`` (naming the model) when its config cannot be read."""
     section = settings.model
     load = {"trust_remote_code": section.trust_remote_code, "local_files_only": section.local_files_only,
-            "revision": section.revision, "cache_dir": section.cache_dir}
+            "revision": section.revision, "cache_dir": section.cache_dir, "quantization": section.quantization}
     info = inspect_model(model_id, dtype=str(dtype).replace("torch.", ""), parallel_tokens=1, **load)
     positions = info["memory"]["max_seq_len"]
     limit = settings.generation.max_context
@@ -124,7 +125,10 @@ def check_fit(model_id: str, settings: Any, device: torch.device, dtype: torch.d
     fit, ``ModelInspectionError`` when the model's config cannot be read."""
     info, positions = estimate(model_id, settings, dtype)
     memory = info["memory"]
-    available, source = available_bytes(device, settings.app.model_memory_limit_mb)
+    if settings.model.device_map or settings.model.tp_plan:  # spread over devices: accelerate / torchrun place it
+        available, source = None, "model.device_map / model.tp_plan place the layers within model.max_memory"
+    else:
+        available, source = available_bytes(device, settings.app.model_memory_limit_mb)
     fit = Fit(model_id=model_id, device=str(device), dtype=info["dtype"],
               weights_bytes=int(memory["weights_bytes"]), kv_bytes=int(memory["kv_bytes_at_max_seq_len"]),
               positions=int(positions), available_bytes=available, available_source=source)

@@ -10,6 +10,8 @@ import torch
 
 from tempo.settings.loader import PROJECT_ROOT
 from tempo.errors import ModelLoadError
+from tempo.models.placement import (Placement, execution_device, placement_arguments, quiet_optional_kernels,
+                                    weight_bytes)
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,9 @@ class LoadedModel:
     tokenizer: Any
     model_id: str
     device: torch.device
+    """Where the model takes its inputs (a placed model's first accelerator, else the CPU)."""
     dtype: torch.dtype
+    placement: Placement = Placement()
 
     @property
     def parameters(self) -> int:
@@ -30,6 +34,13 @@ class LoadedModel:
 
     def info(self) -> dict[str, Any]:
         return {"id": self.model_id, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+
+    def weights(self) -> dict[str, Any]:
+        """How the weights are held: the placement settings, the device map transformers chose, and the
+        bytes in memory and offloaded (``/health``, ``info --loaded``)."""
+        device_map = getattr(self.model, "hf_device_map", None)
+        return {**self.placement.describe(), "placed": {k: str(v) for k, v in device_map.items()} if device_map
+                else None, "weight_bytes": weight_bytes(self.model)}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -90,8 +101,13 @@ def load_model(
     revision: str = "",
     cache_dir: str = "",
     use_fast_tokenizer: bool = True,
+    placement: Placement = Placement(),
 ) -> LoadedModel:
-    """Load model and tokenizer; a missing or broken model raises ModelLoadError (one line)."""
+    """Load model and tokenizer; a missing or broken model raises ModelLoadError (one line).
+
+    ``placement``: a device map (accelerate: GPUs, CPU, disk), tensor parallelism or quantized weights
+    (tempo/models/placement.py); without one the model goes to ``device`` whole."""
+    quiet_optional_kernels()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(model_id)
@@ -104,20 +120,29 @@ def load_model(
         common["revision"] = revision
     if cache_dir:
         common["cache_dir"] = str(Path(cache_dir).expanduser())
-    log.debug("loading %s from %s as %s (%s)", model_id, path, dtype, common)
+    placed = placement_arguments(placement, target)
+    if placement.quantization and not placed.get("device_map") and not placement.tp_plan:
+        placed["device_map"] = {"": str(target)}  # quantize on the target, not on the CPU and then move
+    log.debug("loading %s from %s as %s (%s, %s)", model_id, path, dtype, common, placement.describe())
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=use_fast_tokenizer, **common)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", **common)
-    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", **common,
+                                                     **placed)
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError, AssertionError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"could not load model {model_id!r}: {reason}") from None
-    model.to(target).eval()
+    if "device_map" not in placed and not placement.tp_plan:
+        model.to(target)
+    model.eval()
+    target = execution_device(model, target)
     config = model.config.get_text_config()
     log.debug("%s: %s, %d layers, %d heads, vocabulary %d, tokenizer %s", model_id, config.model_type,
               config.num_hidden_layers, config.num_attention_heads, config.vocab_size, type(tokenizer).__name__)
-    log.info("loaded %s on %s (%s, %.1fM parameters)", model_id, target, dtype,
-             sum(p.numel() for p in model.parameters()) / 1e6)
-    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, device=target, dtype=dtype)
+    log.info("loaded %s on %s (%s, %.1fM parameters%s)", model_id, target, dtype,
+             sum(p.numel() for p in model.parameters()) / 1e6,
+             "".join(f", {k} {v}" for k, v in placement.describe().items() if v))
+    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, device=target, dtype=dtype,
+                       placement=placement)
 
 
 def load_from_settings(settings: Any, model_id: str | None = None) -> LoadedModel:
@@ -127,4 +152,7 @@ def load_from_settings(settings: Any, model_id: str | None = None) -> LoadedMode
         model_id or section.model_id, device=section.device, torch_dtype=section.torch_dtype,
         trust_remote_code=section.trust_remote_code, local_files_only=section.local_files_only,
         revision=section.revision, cache_dir=section.cache_dir, use_fast_tokenizer=section.use_fast_tokenizer,
+        placement=Placement(device_map=section.device_map, max_memory=section.max_memory,
+                            offload_folder=section.offload_folder, quantization=section.quantization,
+                            tp_plan=section.tp_plan),
     )

@@ -176,7 +176,7 @@ def health_report(engine: Tempo, scheduler: JobQueue, fallback: dict[str, str] |
     """``fallback``: ``{"wanted", "serving", "reason"}`` while the app serves model.fallback_model_id, else null."""
     info = engine.loaded.info()
     return {"status": "ok", "model_loaded": True, "model": info["id"], "device": info["device"],
-            "dtype": info["dtype"], "fallback": fallback, **scheduler.stats()}
+            "dtype": info["dtype"], "weights": engine.loaded.weights(), "fallback": fallback, **scheduler.stats()}
 
 
 async def answer_generate(values: dict[str, Any], request: Request, settings: Settings, scheduler: JobQueue,

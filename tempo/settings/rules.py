@@ -63,12 +63,8 @@ def request_validators(fields: Mapping[str, FieldSpec] = FIELDS) -> list[Validat
 
 REJECTED: tuple[tuple[str, Any, str], ...] = (
     # (key, the one accepted value, why no other value is supported here)
-    ("model.quantization", "", "4-bit / 8-bit loading needs bitsandbytes and CUDA, not in this build"),
     ("model.low_cpu_mem_usage", True, "transformers 5 always loads weights without a full extra copy in memory"),
-    ("model.max_memory", {}, "TEMPO keeps the whole model on one device (model.device); it does not split "
-                              "layers over devices"),
-    ("model.offload_folder", "", "TEMPO does not offload weights to disk (no device_map)"),
-    ("model.offload_state_dict", False, "transformers 5 dropped offload_state_dict and TEMPO does not offload"),
+    ("model.offload_state_dict", False, "transformers 5 dropped offload_state_dict; model.offload_folder serves its purpose"),
     ("generation.beam_width", 1, "TEMPO does not beam-search; its parallel sets replace beams"),
     ("generation.length_penalty", 1.0, "TEMPO does not beam-search; a length penalty only scores beams"),
     ("generation.early_stopping", True, "a row always stops at EOS (after generation.min_steps); "

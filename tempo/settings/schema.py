@@ -63,6 +63,8 @@ class Rule:
 def key(default: Any, help: str = "", **rule: Any) -> Any:
     """A settings key: its default, what it does, and (keyword arguments of :class:`Rule`) its rule."""
     meta = {"help": help, "rule": Rule(**rule) if rule else None}
+    if isinstance(default, dict) and not default:  # a table key (model.max_memory): empty by default
+        return field(default_factory=dict, metadata=meta)
     if isinstance(default, (list, dict, set)):
         raise TypeError("settings are frozen: give a tuple, not a mutable default")
     return field(default=default, metadata=meta)
@@ -75,6 +77,51 @@ def flag(default: bool, help: str = "") -> Any:
 
 def is_device(name: Any) -> bool:
     return isinstance(name, str) and (name in ("auto", "cpu", "cuda", "mps") or bool(re.fullmatch(r"cuda:\d+", name)))
+
+
+DEVICE_MAPS = ("", "auto", "balanced", "balanced_low_0", "sequential")
+"""``model.device_map`` by name ("" = the whole model on ``model.device``); a table maps module names to
+devices instead (``{ "model.embed_tokens" = 0, "model.layers" = "cpu", lm_head = "disk" }``)."""
+
+QUANTIZATIONS = {
+    "": "full-precision weights (model.torch_dtype)",
+    "int8": "8-bit integer weights, per-channel scales (torchao weight-only; CPU and CUDA)",
+    "int4": "4-bit integer weights in groups of 32 (torchao weight-only; on the CPU the 4-bit values are stored "
+            "one per byte, so the memory is int8's)",
+    "bnb-8bit": "bitsandbytes LLM.int8() (CUDA only)",
+    "bnb-4bit": "bitsandbytes NF4 (CUDA only)",
+    "8bit": "the configuration guide's name of bnb-8bit",
+    "4bit": "the configuration guide's name of bnb-4bit",
+}
+"""``model.quantization``: name -> what it loads."""
+
+MEMORY_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*$", re.IGNORECASE)
+TP_PLANS = ("", "auto")
+
+
+def is_device_map(value: Any) -> bool:
+    """A device map name, or a table of module name -> device (int, ``cpu``, ``disk``, ``cuda:N``, ``mps``)."""
+    if isinstance(value, str):
+        return value in DEVICE_MAPS
+    return isinstance(value, Mapping) and bool(value) and all(_is_place(v) for v in value.values())
+
+
+def is_max_memory(value: Any) -> bool:
+    """A table of device -> size (``"20GiB"``, ``"512MiB"`` or bytes); empty: no limits."""
+    return isinstance(value, Mapping) and all(
+        _is_place(k, disk=False) and (isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                       or isinstance(v, str) and bool(MEMORY_SIZE.match(v)))
+        for k, v in value.items())
+
+
+def _is_place(value: Any, disk: bool = True) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value >= 0
+    if not isinstance(value, str):
+        return False
+    return value.isdigit() or value in ("cpu", "mps") + (("disk",) if disk else ()) or bool(
+        re.fullmatch(r"cuda:\d+", value))
+
 
 
 class Section:
@@ -95,6 +142,20 @@ class ModelSettings(Section):
     revision: str = key("", "git revision on the hub; empty: the default branch")
     cache_dir: str = key("", "Hugging Face cache folder; empty: the library default (HF_HOME)")
     local_files_only: bool = key(False)
+    device_map: Any = key("", "\"\" = the whole model on model.device; auto, balanced, balanced_low_0, sequential "
+                              "(accelerate places layers over GPUs, CPU and disk) or a table module -> device",
+                          condition=is_device_map,
+                          says=f"one of {', '.join(repr(n) for n in DEVICE_MAPS)} or a table of module "
+                               "name -> device (0, \"cuda:1\", \"cpu\", \"disk\")")
+    max_memory: Any = key({}, "with device_map: memory per device, e.g. { 0 = \"20GiB\", cpu = \"60GiB\" }",
+                          condition=is_max_memory,
+                          says="a table of device (0, \"cuda:1\", \"cpu\", \"mps\") -> size (\"20GiB\")")
+    offload_folder: str = key("", "with device_map: the folder for layers placed on \"disk\"", kind=str)
+    quantization: str = key("", "\"\" full precision; int8 / int4 (torchao, CPU and CUDA); bnb-8bit / bnb-4bit "
+                                "(bitsandbytes, CUDA; 8bit / 4bit are the guide's names of these)",
+                            choices=tuple(QUANTIZATIONS))
+    tp_plan: str = key("", "\"auto\": tensor parallelism over the processes of torchrun (docs/scale.md)",
+                       choices=TP_PLANS)
     fallback_model_id: str = key("", "the app loads this one instead when model_id cannot be loaded (the hub "
                                  "unreachable) and says so in /health and a banner; empty: no fallback", kind=str,
                                  says="a hub id, a local path or empty")

@@ -64,8 +64,23 @@ def state_bytes_per_sequence(cfg: Any, layer: Layer, nbytes: int) -> int | None:
     return None
 
 
+QUANTIZED_WEIGHT_BYTES = {"int8": 1.0, "bnb-8bit": 1.0, "8bit": 1.0, "int4": 0.5, "bnb-4bit": 0.5, "4bit": 0.5}
+"""Bytes per weight of the linear layers under ``model.quantization`` (the scales add ~1-3 %; torchao's int4 on
+the CPU stores one 4-bit value per byte: 1.0 there)."""
+
+
+def weights_bytes(parameters: int, nbytes: int, embedding_parameters: int = 0, quantization: str = "") -> int:
+    """The weights' bytes: every parameter at the dtype's bytes, or under a weight-only quantization the
+    linear layers at its bytes per weight and the input embedding at the dtype's."""
+    per_weight = QUANTIZED_WEIGHT_BYTES.get(quantization)
+    if per_weight is None:
+        return parameters * nbytes
+    return int((parameters - embedding_parameters) * per_weight + embedding_parameters * nbytes)
+
+
 FORMULAS = {
-    "weights_bytes": "parameters x bytes(dtype)",
+    "weights_bytes": "parameters x bytes(dtype); quantized: (parameters - vocab_size x hidden_size) x bytes per "
+                     "quantized weight (int8 1, int4 0.5) + vocab_size x hidden_size x bytes(dtype)",
     "kv_bytes_per_token": "sum over attention layers of num_key_value_heads x (key head_dim + value head_dim) "
                           "x bytes(dtype); MLA layers: (kv_lora_rank + qk_rope_head_dim) x bytes(dtype), the "
                           "compressed latent transformers caches",

@@ -7,13 +7,14 @@ from tempo.models.info.fields import (DTYPE_BYTES, ModelInspectionError, dtype_n
                                       positive_int)
 from tempo.models.info.layers import Layer, check, layer_list
 from tempo.models.info.memory import (FORMULAS, estimate_parameters, head_dims, human, kv_bytes_per_token,
-                                      mla_decompressed_bytes_per_token, state_bytes_per_sequence)
+                                      mla_decompressed_bytes_per_token, state_bytes_per_sequence, weights_bytes)
 from tempo.models.info.support import MIXER_REASONS, MOE_REASON, tempo_support
 
 
 def describe(config: Any, dtype: Any = None, parameters: int | None = None, max_seq_len: int | None = None,
-             parallel_tokens: int = 5, parameters_source: str | None = None) -> dict[str, Any]:
-    """The ``info`` JSON for ``config`` (see docs/model_info.md)."""
+             parallel_tokens: int = 5, parameters_source: str | None = None, quantization: str = ""
+             ) -> dict[str, Any]:
+    """The ``info`` JSON for ``config`` (see docs/model_info.md); ``quantization``: ``model.quantization``."""
     cfg = check(config)
     layers = layer_list(config)
     name = dtype_name(config, dtype)
@@ -44,12 +45,14 @@ def describe(config: Any, dtype: Any = None, parameters: int | None = None, max_
         "parameters": int(parameters),
         "parameters_source": parameters_source or "given",
         "dtype": name,
+        "quantization": quantization or None,
         "num_experts": experts or None,
         "experts_per_token": first_field(cfg, "num_experts_per_tok") if experts else None,
         "layer_types": groups,
         "layer_type_per_layer": [layer.type for layer in layers],
         "tempo_support": tempo_support(config),
-        "memory": memory_estimate(groups, nbytes, parameters, max_seq_len, parallel_tokens),
+        "memory": memory_estimate(groups, nbytes, parameters, max_seq_len, parallel_tokens,
+                                  weights_bytes(parameters, nbytes, cfg.vocab_size * cfg.hidden_size, quantization)),
     }
 
 
@@ -86,14 +89,14 @@ def _layer_group(cfg: Any, layer: Layer, nbytes: int) -> dict[str, Any]:
 
 
 def memory_estimate(groups: list[dict[str, Any]], nbytes: int, parameters: int, max_seq_len: int,
-                    parallel_tokens: int) -> dict[str, Any]:
+                    parallel_tokens: int, weights: int | None = None) -> dict[str, Any]:
     """The ``memory`` part of ``describe``: weights, KV cache and recurrent state, with their formulas."""
     per_token = sum(g["kv_bytes_per_token"] * g["count"] for g in groups)
     windowed = sum(g["kv_bytes_per_token"] * g["count"] * min(max_seq_len, (g["sliding_window"] or max_seq_len + 1) - 1)
                    for g in groups)
     unknown_state = any(g["state_bytes_per_sequence"] is None for g in groups)
     state = sum((g["state_bytes_per_sequence"] or 0) * g["count"] for g in groups)
-    weights = parameters * nbytes
+    weights = parameters * nbytes if weights is None else weights
     kv_max = per_token * max_seq_len
     kv_parallel = kv_max * parallel_tokens
     return {

@@ -68,7 +68,7 @@ def load_config(model_id: str, trust_remote_code: bool = False, local_files_only
 
 
 def inspect_model(model_id: str, dtype: str = "auto", max_seq_len: int | None = None, parallel_tokens: int = 5,
-                  **load: Any) -> dict[str, Any]:
+                  quantization: str = "", **load: Any) -> dict[str, Any]:
     """``describe`` for a local folder or hub id; the parameter count from the safetensors headers when the
     weights are local, else estimated from the config (``parameters_source`` says which)."""
     from tempo.models.loading import resolve_model_path
@@ -82,7 +82,7 @@ def inspect_model(model_id: str, dtype: str = "auto", max_seq_len: int | None = 
     source = "safetensors header" if parameters is not None else None
     try:
         info = describe(config, dtype=dtype, parameters=parameters, max_seq_len=max_seq_len,
-                        parallel_tokens=parallel_tokens, parameters_source=source)
+                        parallel_tokens=parallel_tokens, parameters_source=source, quantization=quantization)
     except (AttributeError, TypeError, ValueError, ZeroDivisionError) as exc:  # a config shape not foreseen
         raise ModelInspectionError(f"could not describe {model_id!r} from its config: "
                                    f"{type(exc).__name__}: {exc}") from None

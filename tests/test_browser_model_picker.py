@@ -37,6 +37,8 @@ def test_the_picker_switches_the_model_with_the_admin_token(long_model_dir, tmp_
         page.click("#switch-model")
         page.wait_for_selector("#switch-status:has-text('✔')", timeout=120_000)
         assert str(new_model) in page.inner_text("#switch-status")
+        assert "honours TEMPO's masks" in page.inner_text("#layer-types")  # the new model's table, its headers kept
+        assert "grouped-query" in page.inner_text("#layer-types")
         assert httpx.get(server.url + "health").json()["model"] == str(new_model)
         answer = httpx.post(server.url + "generate", json={"prompt": "the cat", "max_tokens": 3}, timeout=60)
         assert answer.json()["model"]["id"] == str(new_model)

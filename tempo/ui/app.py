@@ -193,17 +193,33 @@ def compare_tab() -> dict[str, tuple[gr.HighlightedText, gr.Markdown]]:
 
 def model_tab(api: endpoints.Endpoints, switcher: ModelSwitcher, page_banner: gr.Markdown
               ) -> tuple[gr.JSON, gr.Button, model_picker.Picker]:
-    """The model's layer types (when inspected), its info JSON and a Refresh button; the switch picker."""
+    """The switch picker; the model's layer types (when inspected), its info JSON and a Refresh button."""
     with gr.Tab("Model"):
-        inspection = api.inspection()
-        if "layer_types" in inspection:
-            gr.Markdown(model_info.summary_line(inspection), elem_id="model-summary")
-            gr.Dataframe(model_info.layer_table(inspection), headers=model_info.TABLE_COLUMNS,
-                         label="Layer types", wrap=True, interactive=False, elem_id="layer-types")
-        model_json = gr.JSON(value=api.model_info(), label="Model, inspection and queue")
+        summary, table, info = model_views(api)
+        views = [gr.Markdown(summary, visible=bool(summary), render=False, elem_id="model-summary"),
+                 gr.Dataframe(table, headers=model_info.TABLE_COLUMNS, label="Layer types", wrap=True,
+                              interactive=False, visible=bool(summary), render=False, elem_id="layer-types"),
+                 gr.JSON(value=info, label="Model, inspection and queue", render=False)]
+
+        def updates() -> tuple:  # after a switch: the new model's views (the table hidden when not inspected)
+            summary, table, info = model_views(api)
+            return (gr.Markdown(summary, visible=bool(summary)), gr.Dataframe(table, headers=model_info.TABLE_COLUMNS, visible=bool(summary)),
+                    info)
+
+        picker = model_picker.picker(switcher, page_banner, views, updates)
+        for view in views:
+            view.render()
         refresh = gr.Button("Refresh", size="sm")
-        picker = model_picker.picker(switcher, page_banner, model_json, api.model_info)
-    return model_json, refresh, picker
+    return views[-1], refresh, picker
+
+
+def model_views(api: endpoints.Endpoints) -> tuple[str, list[list[Any]] | None, dict]:
+    """The Model tab's views of the model served: the summary line and the layer table (empty when the model was
+    not inspected), the info JSON."""
+    inspection = api.inspection()
+    if "layer_types" not in inspection:
+        return "", None, api.model_info()
+    return model_info.summary_line(inspection), model_info.layer_table(inspection), api.model_info()
 
 
 def wire(demo: gr.Blocks, ui: Layout, scheduler: JobQueue, api: endpoints.Endpoints, stream_every: float) -> None:

@@ -54,10 +54,11 @@ def outcome_status(outcome: dict[str, Any]) -> str:
             + ".")
 
 
-def picker(switcher: ModelSwitcher, page_banner: gr.Markdown, model_json: gr.JSON,
-           model_info: Callable[[], dict]) -> Picker:
+def picker(switcher: ModelSwitcher, page_banner: gr.Markdown, views: list[gr.components.Component],
+           model_views: Callable[[], tuple]) -> Picker:
     """The picker, the token box (when ``api.admin_token`` is set), Switch and the status line, wired; inside the
-    Model tab. Disabled, saying why, when ``app.allow_model_switch`` is off."""
+    Model tab. Disabled, saying why, when ``app.allow_model_switch`` is off. After a switch, ``model_views()``
+    refreshes ``views`` (the tab's description of the model)."""
     gr.Markdown("### Switch the model")
     with gr.Row():
         choice = gr.Dropdown(switcher.choices(), value=switcher.model_id, allow_custom_value=True,
@@ -69,18 +70,18 @@ def picker(switcher: ModelSwitcher, page_banner: gr.Markdown, model_json: gr.JSO
                            elem_id="switch-model")
     status = gr.Markdown(idle_status(switcher), elem_id="switch-status")
 
-    def switch(model_id: str, admin_token: str) -> tuple[str, str, dict]:
+    def switch(model_id: str, admin_token: str) -> tuple:
         try:
             switcher.authorize(admin_token or None)
             line = outcome_status(switcher.switch(model_id))
         except SwitchError as exc:
             line = f"✘ {exc}"
-        return line, banner_text(switcher.fallback), model_info()
+        return line, banner_text(switcher.fallback), *model_views()
 
     def announce(model_id: str) -> str:
         return f"⏳ Loading **{model_id}**: running requests finish on {switcher.model_id} first…"
 
     button.click(announce, choice, status, api_name="ui_switch_announce", api_visibility="private",
-                 queue=False).then(switch, [choice, token], [status, page_banner, model_json],
+                 queue=False).then(switch, [choice, token], [status, page_banner, *views],
                                    api_name="ui_switch_model", api_visibility="private", concurrency_limit=1)
     return Picker(switcher, page_banner, choice, status)

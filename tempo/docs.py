@@ -29,6 +29,9 @@ table are generated from that declaration (regenerate this file with `python -m 
 A field's default comes from its settings key (`settings.toml`, `TEMPO_SECTION__KEY`) when set, else from
 the code default below; an explicit argument (flag, control, JSON field) wins over both. "≤ setting" means a
 setting is the upper bound. The app's slider is narrower than the valid range where the "app" column says so.
+A field's alias (the seeds' `threshold` for `selection_threshold`) is accepted wherever the field is: keyword
+arguments, the REST body, `gradio_client` settings dicts and as a CLI flag; a field given under both names is
+refused, naming both.
 
 """
 COLUMNS = ("field", "type", "default", "valid values", "settings key", "CLI flag", "app", "meaning")
@@ -71,6 +74,7 @@ def field_row(spec: FieldSpec) -> list[str]:
     setting = f"`{spec.setting}`" if spec.setting else ""
     negative = any(flag.const is False for flag in spec.cli)  # its help says what --no-... does, not the field
     meaning = spec.doc or (spec.info if negative else "") or spec.help or spec.info
+    meaning += "".join(f" (also named `{alias}`)" for alias in spec.aliases)
     return [f"`{spec.name}`", spec.type.__name__, default, valid_values(spec), setting, cli_flags(spec),
             app_control(spec), meaning]
 

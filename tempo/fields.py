@@ -64,6 +64,7 @@ class FieldSpec:
     ui_before: str = ""
     flags: tuple[Flag, ...] = ()
     checked_last: bool = False
+    aliases: tuple[str, ...] = ()
 
     @property
     def setting(self) -> str:
@@ -77,13 +78,14 @@ class FieldSpec:
 
     @property
     def cli(self) -> tuple[Flag, ...]:
-        """The CLI options: the declared ones, else ``--field-name`` (``--no-field-name`` for a bool that is on)."""
+        """The CLI options: the declared ones, else ``--field-name`` and ``--alias`` of each alias
+        (``--no-field-name`` for a bool that is on)."""
         if self.flags:
             return self.flags
         dashed = self.name.replace("_", "-")
         if self.type is bool and self.default is True:
             return (Flag((f"--no-{dashed}",), const=False, help=self.help),)
-        return (Flag((f"--{dashed}",), help=self.help),)
+        return (Flag((f"--{dashed}", *(f"--{a.replace('_', '-')}" for a in self.aliases)), help=self.help),)
 
     @property
     def check_phase(self) -> int:
@@ -140,7 +142,9 @@ def declare(default: Any = dataclasses.MISSING, **spec: Any) -> Any:
     ``lo`` / ``hi`` or ``choices``: the valid values, ``hi_setting`` when a setting is the upper bound;
     ``lo_excluded``: the message when the value is ``lo`` (an open interval); ``ui_range`` / ``ui_step`` /
     ``slider``: the app's slider where it differs from the valid range; ``ui_before``: a field whose control
-    this one precedes; ``flags``: CLI spellings other than ``--field-name``.
+    this one precedes; ``flags``: CLI spellings other than ``--field-name``; ``aliases``: other names of the
+    field (the seeds' ``threshold``), accepted wherever a request is built from names (keyword arguments, REST
+    bodies, ``gradio_client`` settings dicts: :func:`resolve_aliases`) and as ``--alias`` flags.
     """
     return dataclasses.field(default=default, metadata={"tempo": spec})
 
@@ -161,6 +165,24 @@ def fields_of(request_type: type) -> dict[str, FieldSpec]:
         default = None if f.default is dataclasses.MISSING else f.default
         specs[f.name] = FieldSpec(name=f.name, type=kind, default=default, section=section, **spec)
     return specs
+
+
+def resolve_aliases(values: dict[str, Any], specs: dict[str, FieldSpec]) -> dict[str, Any]:
+    """``values`` with every alias key renamed to its field (``threshold`` -> ``selection_threshold``); a field
+    given under two of its names is a ``RequestError`` naming both. ``None`` means "not given", as everywhere."""
+    out = dict(values)
+    for spec in specs.values():
+        for alias in spec.aliases:
+            if alias not in out:
+                continue
+            value = out.pop(alias)
+            if value is None:
+                continue
+            if out.get(spec.name) is not None:
+                raise RequestError(spec.name, f"given twice, as {spec.name} and as {alias} (its other name); "
+                                              "give one of them")
+            out[spec.name] = value
+    return out
 
 
 @functools.cache

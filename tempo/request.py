@@ -18,7 +18,8 @@ from typing import Any
 
 from tempo.errors import RequestError
 from tempo.fields import (  # noqa: F401 -- the declaration's vocabulary, imported from here by the interfaces
-    LIMITS, MAIN_GROUP, OTHER_GROUP, FieldSpec, Flag, check_order, declare, fields_of, limit_arg, shown,
+    LIMITS, MAIN_GROUP, OTHER_GROUP, FieldSpec, Flag, check_order, declare, fields_of, limit_arg, resolve_aliases,
+    shown,
 )
 
 NEXT_LOGITS_MODES = ("mixture", "top", "last")
@@ -62,9 +63,7 @@ class GenerationRequest:
     selection_threshold: float = _generation(
         0.1, group=MAIN_GROUP, **_UNIT, ui_before="max_tokens", label="Selection threshold",
         info="tokens with probability ≥ this join a step's set",
-        help="tokens with probability >= this join a step's set, in [0, 1]",
-        flags=(Flag(("--selection-threshold", "--threshold"),
-                    help="tokens with probability >= this join a step's set, in [0, 1]"),))
+        help="tokens with probability >= this join a step's set, in [0, 1]", aliases=("threshold",))
     selection_schedule: str = _generation(
         "constant", group=_DYNAMIC, choices=SCHEDULES, label="Schedule",
         info="constant = off; Bezier or ReLU move the threshold over the steps",
@@ -209,8 +208,9 @@ def build_request(prompt: str, settings: Any = None, **overrides: Any) -> Genera
     mcts sections) > code defaults.
 
     ``None`` in overrides means "not given" (so CLI flags left out fall through).
-    Unknown override names are rejected, naming them.
+    Unknown override names are rejected, naming them; a field's alias (``threshold``) names the field.
     """
+    overrides = resolve_aliases(overrides, FIELDS)
     names = set(GenerationRequest.field_names())
     unknown = sorted(set(overrides) - names)
     if unknown:

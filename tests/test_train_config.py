@@ -68,7 +68,7 @@ def test_rmsnorm_without_rope_is_refused():
     ({"model_size": "huge"}, "model_size must be one of tiny, medium, large, xlarge, nano, got 'huge'"),
     ({"learning_rate": -1e-4}, "learning_rate must be > 0, got -0.0001"),
     ({"d_model": 250}, r"d_model \(250\) must be divisible by n_heads \(4\)"),
-    ({"stage": "rlhf"}, "stage must be one of language, code"),
+    ({"stage": "pretrain"}, "stage must be one of language, code, tools, rlhf"),
     ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
     ({"lr_decay": "step"}, "lr_decay must be one of cosine, linear, constant"),
     ({"val_fraction": 1.5}, r"val_fraction must be in \(0, 1\)"),

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tempo.settings.rules import SHARED_POSITIONS
 from tempo.settings.loader import LoadedSettings, flatten, parse_value, read_settings, toml_text
 from tempo.errors import SettingsError, TempoError
 
@@ -24,8 +25,7 @@ RENAMES = {"max_length": "max_tokens", "use_rope_modification": "use_custom_rope
 """The guide's v1 -> v2 renames, applied in whatever table they appear."""
 MOVES = {"generation.attention_threshold": "pruning.attention_threshold"}
 """Keys a v1 file kept in another section than TEMPO does."""
-DROPPED = {"use_custom_rope": "TEMPO gives the tokens of one parallel set one position through position ids; "
-                              "there is no RoPE modification to switch"}
+DROPPED = {"use_custom_rope": SHARED_POSITIONS}
 
 
 def add_config_parser(sub: argparse._SubParsersAction) -> None:

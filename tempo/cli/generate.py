@@ -29,6 +29,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     add_field_arguments(p, FIELDS["mode"])
     p.add_argument("--json", action="store_true", help="print the result JSON, one object a line per prompt")
     add_dry_run_argument(p)
+    add_seed_arguments(p)
     p.set_defaults(handler=run_generate)
 
 
@@ -39,12 +40,33 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     add_request_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object: mode -> result")
     add_dry_run_argument(p)
+    add_seed_arguments(p)
     p.set_defaults(handler=run_compare)
 
 
 def add_dry_run_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="validate the settings and every request, load the model, print a summary, generate nothing")
+
+
+
+
+def add_seed_arguments(p: argparse.ArgumentParser) -> None:
+    """The seeds' flags that are not request fields: ``--save-visualization`` / ``--output-dir``, and
+    ``--use-custom-rope`` (always on: accepted so that their command lines run, and said once at INFO)."""
+    from tempo.cli.visualization import add_visualization_arguments
+
+    add_visualization_arguments(p)
+    p.add_argument("--use-custom-rope", action="store_true",
+                   help="always on (accepted for the seeds' command lines): a parallel set's tokens share one "
+                        "position through position ids")
+
+
+def note_seed_arguments(args: argparse.Namespace) -> None:
+    if args.use_custom_rope:
+        from tempo.settings.rules import SHARED_POSITIONS
+
+        log.info("--use-custom-rope: always on (the flag changes nothing): %s", SHARED_POSITIONS)
 
 
 def add_request_arguments(p: argparse.ArgumentParser, fields: Mapping[str, FieldSpec] = FIELDS) -> None:
@@ -112,6 +134,9 @@ def run_compare(args: argparse.Namespace, settings) -> int:
     from tempo.ui.render import terminal_text
     from tempo.request import build_request
 
+    from tempo.cli.visualization import save_compare, wanted
+
+    note_seed_arguments(args)
     overrides = request_overrides(args)
     build_request(args.prompt, settings, **overrides)  # bad input fails before the model loads
     if args.dry_run:  # every request compare will run, so a bad combination shows before the model loads
@@ -128,6 +153,8 @@ def run_compare(args: argparse.Namespace, settings) -> int:
         colour = sys.stdout.isatty()
         for mode, result in results.items():
             print(f"{mode}: {terminal_text(result, colour)}")
+    if wanted(args) is not None:
+        save_compare(args.prompt, results, wanted(args))
     return 0
 
 
@@ -136,6 +163,9 @@ def run_generate(args: argparse.Namespace, settings) -> int:
     from tempo.ui.render import terminal_text
     from tempo.request import build_request
 
+    from tempo.cli.visualization import save_generate, wanted
+
+    note_seed_arguments(args)
     overrides = request_overrides(args)
     # Validate every request before loading the model: bad input fails fast.
     requests = [build_request(prompt, settings, **overrides) for prompt in read_prompts(args)]
@@ -152,6 +182,8 @@ def run_generate(args: argparse.Namespace, settings) -> int:
             print(result.to_json())
         else:
             print(terminal_text(result, colour))
+    if wanted(args) is not None:
+        save_generate(results, wanted(args))
     return 0
 
 

@@ -1,10 +1,12 @@
 """The command line: ``python -m tempo [--debug-mode] [--profile] [--dry-run] generate ...``.
 
 Errors a user can fix end the program with one line on stderr and exit code 2.
-Global flags go before the command: ``--debug-mode`` (DEBUG logging for every
-``tempo`` module), ``--profile`` (the command under cProfile, stats to a
-``.prof`` file), ``--dry-run`` (``generate`` / ``compare``: validate, load the
-model, generate nothing). docs/logging.md has the details.
+Global flags go before the command or after it (the seeds' command lines put
+them after): ``--settings``, ``--debug-mode`` (DEBUG logging for every
+``tempo`` module), ``--profile`` / ``--use-cprofile`` (the command under
+cProfile, stats to a ``.prof`` file), ``--profile-output``, ``--dry-run``
+(``generate`` / ``compare``: validate, load the model, generate nothing).
+docs/logging.md has the details.
 """
 from __future__ import annotations
 
@@ -24,19 +26,42 @@ log = logging.getLogger("tempo.cli")
 timing_log = logging.getLogger(TIMING)
 
 
+def add_global_arguments(parser: argparse.ArgumentParser, after_command: bool = False) -> None:
+    """The global flags. ``after_command``: the copy a command's parser gets (the seeds write them after the
+    command): its defaults are left out (``SUPPRESS``), so that a flag given before the command stays set, and
+    a flag the command has itself (``generate --dry-run``, ``deploy --dry-run``) is not added again."""
+    target = parser.add_argument_group("global options (also before the command)") if after_command else parser
+    unset = {"default": argparse.SUPPRESS} if after_command else {}
+    taken = parser._option_string_actions
+    options = [
+        (("--settings",), dict(type=Path, help="a settings.toml to use instead of the project's")),
+        (("--debug-mode",), dict(action="store_true",
+                                 help="DEBUG logging for every tempo module (as debug.global_debug = true)")),
+        (("--profile", "--use-cprofile"), dict(action="store_true", help="run the command under cProfile and write "
+                                               "the stats (as performance.enable_profiling)")),
+        (("--profile-output",), dict(type=Path, metavar="PATH", help="where the profile goes (implies --profile; "
+                                     "default: <performance.profile_output_dir>/tempo-<command>-<time>.prof)")),
+        (("--dry-run",), dict(action="store_true", dest="global_dry_run",
+                              help="generate, compare: validate the settings and every request, load the model, "
+                                   "generate nothing (deploy: its own --dry-run)")),
+    ]
+    for flags, kwargs in options:
+        if not any(flag in taken for flag in flags):
+            target.add_argument(*flags, **kwargs, **unset)
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    """Every command's parser, nested ones too (``train prepare``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield child
+                yield from _subparsers(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tempo", description="TEMPO: see where a language model hesitates.")
-    parser.add_argument("--settings", type=Path, help="a settings.toml to use instead of the project's")
-    parser.add_argument("--debug-mode", action="store_true",
-                        help="DEBUG logging for every tempo module (as debug.global_debug = true)")
-    parser.add_argument("--profile", action="store_true",
-                        help="run the command under cProfile and write the stats (as performance.enable_profiling)")
-    parser.add_argument("--profile-output", type=Path, metavar="PATH",
-                        help="where the profile goes (implies --profile; default: "
-                             "<performance.profile_output_dir>/tempo-<command>-<time>.prof)")
-    parser.add_argument("--dry-run", action="store_true", dest="global_dry_run",
-                        help="generate, compare: validate the settings and every request, load the model, "
-                             "generate nothing (deploy: its own --dry-run)")
+    add_global_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(sub)
     add_compare_parser(sub)
@@ -44,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tempo.cli.deploy import add_deploy_parser; add_deploy_parser(sub)  # noqa: E702 -- the app's deploy (issue 6)
     from tempo.cli.info import add_info_parser; add_info_parser(sub)  # noqa: E702 -- model inspection (issue 8)
     from tempo.cli.config import add_config_parser; add_config_parser(sub)  # noqa: E702 -- issue 8
+    from tempo.cli.serve import add_serve_parser; add_serve_parser(sub)  # noqa: E702 -- issue 14
+    for command in _subparsers(parser):  # issue 15: the seeds give the global flags after the command
+        add_global_arguments(command, after_command=True)
     return parser
 
 

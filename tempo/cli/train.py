@@ -17,17 +17,23 @@ log = logging.getLogger("tempo.train")
 
 HELP = {
     "model_size": f"model preset: {', '.join(MODEL_PRESETS)}",
-    "stage": f"training stage preset: {', '.join(STAGE_PRESETS)} (the seeds' learning rate, warmup, epochs)",
+    "stage": f"training stage preset: {', '.join(STAGE_PRESETS)} (the seeds' learning rate, warmup, epochs); "
+             "tools (SFT on --sft-file) and rlhf (DPO on --preference-file) fine-tune --init-from",
     "lr_decay": f"decay after warmup: {', '.join(LR_DECAYS)}",
     "max_steps": "optimizer steps (0 = num_epochs passes over the data)",
     "grad_clip": "clip the gradient norm to this (0 = off)",
     "num_threads": "torch CPU threads (0 = torch's default)",
     "resume": "continue from checkpoint_dir/last.pt",
-    "init_from": "start from this saved model folder instead of a random init",
+    "init_from": "start from this saved model folder instead of a random init (tools, rlhf: or a checkpoint .pt)",
+    "data_file": "the training array: a file name inside --data-dir, or a path",
+    "val_file": "the validation array: a file name inside --data-dir, or a path",
+    "sft_file": "stage tools: JSONL of {\"prompt\", \"completion\"}",
+    "preference_file": "stage rlhf: JSONL of {\"prompt\", \"chosen\", \"rejected\"}",
+    "dpo_beta": "stage rlhf: DPO's beta (default 0.1)",
     "corpus_dir": "folder of source files to prepare (default: this Python's standard library)",
     "file_patterns": "comma-separated file patterns, e.g. '*.py,*.txt'",
     "exclude_dirs": "comma-separated folder names to skip",
-    "seq_length": "tokens a prepared sequence (0 = max_seq_len)",
+    "seq_length": "tokens a prepared sequence (0 = max_seq_len); tools, rlhf: tokens an example keeps",
     "use_amp": "bfloat16 autocast",
     "use_compile": "torch.compile the model",
 }
@@ -52,7 +58,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a small code model (see `train prepare` for the data)",
                        description="Train a small causal LM on prepared data and save it as a Hugging Face model. "
-                                   "Run `python -m tempo train prepare` first.")
+                                   "Run `python -m tempo train prepare` first. --stage tools / rlhf fine-tune "
+                                   "--init-from on --sft-file / --preference-file instead (no prepared data).")
     _add_config_flags(p)
     p.set_defaults(handler=run_train)
     stages = p.add_subparsers(dest="train_command", required=False, metavar="{prepare}")

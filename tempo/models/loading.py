@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,7 @@ import torch
 
 from tempo.settings.loader import PROJECT_ROOT
 from tempo.errors import ModelLoadError
-from tempo.models.placement import (Placement, execution_device, placement_arguments, quiet_optional_kernels,
-                                    weight_bytes)
+from tempo.models.placement import Placement, execution_device, placement_arguments, weight_bytes
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ class LoadedModel:
     """Where the model takes its inputs (a placed model's first accelerator, else the CPU)."""
     dtype: torch.dtype
     placement: Placement = Placement()
+    load_s: float = 0.0
+    """Seconds the tokenizer and the model took to load (the metrics' tempo_model_load_seconds)."""
 
     @property
     def parameters(self) -> int:
@@ -107,7 +109,6 @@ def load_model(
 
     ``placement``: a device map (accelerate: GPUs, CPU, disk), tensor parallelism or quantized weights
     (tempo/models/placement.py); without one the model goes to ``device`` whole."""
-    quiet_optional_kernels()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(model_id)
@@ -124,6 +125,7 @@ def load_model(
     if placement.quantization and not placed.get("device_map") and not placement.tp_plan:
         placed["device_map"] = {"": str(target)}  # quantize on the target, not on the CPU and then move
     log.debug("loading %s from %s as %s (%s, %s)", model_id, path, dtype, common, placement.describe())
+    started = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=use_fast_tokenizer, **common)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", **common,
@@ -142,7 +144,7 @@ def load_model(
              sum(p.numel() for p in model.parameters()) / 1e6,
              "".join(f", {k} {v}" for k, v in placement.describe().items() if v))
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, device=target, dtype=dtype,
-                       placement=placement)
+                       placement=placement, load_s=time.perf_counter() - started)
 
 
 def load_from_settings(settings: Any, model_id: str | None = None) -> LoadedModel:

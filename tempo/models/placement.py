@@ -45,17 +45,6 @@ class Placement:
                 "tp_plan": self.tp_plan or None}
 
 
-QUIET_AT_IMPORT = ("torchao", "torch.utils._pytree")
-"""Loggers that warn when transformers imports torchao (installed for model.quantization): torchao that its
-CUDA-only kernels do not load on a CPU build, torch that torchao registers its enums the old way. Neither is
-about the user's model, so they speak at ERROR only."""
-
-
-def quiet_optional_kernels() -> None:
-    for name in QUIET_AT_IMPORT:
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def placement_arguments(placement: Placement, target: torch.device) -> dict[str, Any]:
     """``from_pretrained`` keyword arguments for ``placement`` on ``target``; ModelLoadError for what
     this machine or build cannot do, naming the setting."""

@@ -11,7 +11,11 @@ import json
 import logging
 from typing import Any, Awaitable, Callable
 
+from tempo.serve.openai_map import error_body
+
 log = logging.getLogger(__name__)
+
+OPENAI_PREFIX = "/v1/"
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -31,7 +35,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self.refuse(send, int(declared))
+            await self.refuse(send, int(declared), path=scope["path"])
             return
         messages, size = [], 0
         while True:  # the body, counted as it arrives (a chunked body has no Content-Length)
@@ -41,18 +45,21 @@ class BodyLimit:
                 break
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await self.refuse(send, size, counted=True)
+                await self.refuse(send, size, counted=True, path=scope["path"])
                 return
             if not message.get("more_body", False):
                 break
         await self.app(scope, replay(messages, receive), send)
 
-    async def refuse(self, send: Send, size: int, counted: bool = False) -> None:
+    async def refuse(self, send: Send, size: int, counted: bool = False, path: str = "") -> None:
         amount = f"more than {self.max_bytes} bytes arrived" if counted else f"it declares {size} bytes"
         detail = (f"body: the request body is too large ({amount}); at most {self.max_bytes} bytes "
                   f"(api.max_body_bytes) — send a shorter prompt")
         log.info("413: %s", detail)
-        payload = json.dumps({"detail": detail, "field": "body", "limit": self.max_bytes}).encode()
+        body = {"detail": detail, "field": "body", "limit": self.max_bytes}
+        if path.startswith(OPENAI_PREFIX):  # the OpenAI-compatible routes answer in OpenAI's error shape
+            body = error_body(detail, "body", 413)
+        payload = json.dumps(body).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
                                 (b"content-length", str(len(payload)).encode())]})

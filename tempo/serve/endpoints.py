@@ -5,7 +5,7 @@
     result = client.predict("the cat", {"selection_threshold": 0.1, "max_tokens": 20}, api_name="/generate")
 
 Inputs are the prompt and a dict of request fields (any ``GenerationRequest``
-field; missing ones take the settings' defaults); outputs are result JSON
+field, or its alias: ``threshold``; missing ones take the settings' defaults); outputs are result JSON
 (TEMPO_SPEC section 8). A bad field raises ``gr.Error`` whose message starts with
 the field's name, e.g. ``selection_threshold: must be in [0.0, 1.0], got 2.0``.
 """

@@ -2,6 +2,7 @@
 and ``JobQueue``, what every scheduler offers (the batch queue, ZeroGPU's direct runs)."""
 from __future__ import annotations
 
+import collections
 import itertools
 import queue
 import threading
@@ -181,6 +182,8 @@ class Counters:
     requests_cancelled: int = 0
     requests_failed: int = 0
     max_batch_seen: int = 0
+    batch_sizes: collections.Counter = field(default_factory=collections.Counter)
+    """Steps run at each batch size (rows): the metrics' batch-size histogram."""
     started_at: float = field(default_factory=time.time)
 
     @property

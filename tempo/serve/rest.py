@@ -5,6 +5,8 @@
     POST /generate   the request JSON (``prompt`` + any request field) -> the result JSON;
                      422 naming the field on bad input
     GET  /docs       OpenAPI docs, when ``api.enable_docs``
+    /v1/...          the OpenAI-compatible API (``tempo/serve/openai_api.py``), under the same limits
+    GET  /metrics    Prometheus metrics, when ``api.enable_metrics`` (``tempo/serve/metrics.py``)
     /                the Gradio app (its own API under /gradio_api/)
 
 The ``api`` settings section is enforced here: ``host``/``port`` (``serve``),
@@ -31,7 +33,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import ConfigDict, create_model
+from pydantic import ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tempo.errors import RequestCancelled, RequestError
@@ -52,11 +54,14 @@ ApiConfig = ApiSettings
 
 def request_model(fields: Mapping[str, FieldSpec] = FIELDS):
     """The pydantic body of POST /generate, from the request fields' declaration (all but the prompt optional):
-    the OpenAPI docs list every field, and an unknown one is a 422 naming it."""
+    the OpenAPI docs list every field and its aliases (``threshold``; ``build_request`` resolves them), and an
+    unknown one is a 422 naming it."""
     body: dict[str, Any] = {"prompt": (str, ...)}
     for spec in fields.values():
         if spec.name != "prompt":
             body[spec.name] = (Optional[spec.type], None)
+            for alias in spec.aliases:
+                body[alias] = (Optional[spec.type], Field(None, description=f"another name of {spec.name}"))
     return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **body)
 
 
@@ -146,6 +151,10 @@ def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: Api
         return await answer_generate(body.model_dump(exclude_none=True), request, settings, scheduler, config, slots)
 
     add_model_route(app, switcher, limiter)
+    from tempo.serve import metrics, openai_api  # issue 14: /v1 (OpenAI's API) and /metrics
+    openai_api.install(app, settings, scheduler, config, limiter, slots)
+    if config.enable_metrics:
+        metrics.install(app, scheduler, config)
     return app
 
 

@@ -290,6 +290,7 @@ class Scheduler(JobQueue):
         c.steps_run += 1
         c.rows_stepped += rows
         c.max_batch_seen = max(c.max_batch_seen, rows)
+        c.batch_sizes[rows] += 1
         for row in self._batch.finished:
             job = self._jobs.pop(row.key, None)
             if job is None:

@@ -78,6 +78,8 @@ class DirectScheduler(JobQueue):
         c.requests_done += len(jobs)
         c.steps_run += max((len(r.steps) for r in results), default=0)
         c.rows_stepped += sum(len(r.steps) for r in results)
+        for step in range(max((len(r.steps) for r in results), default=0)):  # the rows still in at each step
+            c.batch_sizes[sum(len(r.steps) > step for r in results)] += 1
         for job, result in zip(jobs, results):
             job.stepped(result.steps)
             job.finish(result)

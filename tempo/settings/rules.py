@@ -20,6 +20,9 @@ from tempo.settings.schema import (  # noqa: F401 -- the value lists are part of
 
 
 SECRET_KEYS = ("hub.token", "api.admin_token")
+SHARED_POSITIONS = ("TEMPO gives the tokens of one parallel set one position through position ids; "
+                    "there is no RoPE modification to switch")
+"""Why ``use_custom_rope`` is refused in a settings file and ``--use-custom-rope`` changes nothing (always on)."""
 """Known keys that are never in settings.toml (they belong in .secrets.toml or the environment)."""
 
 
@@ -72,8 +75,6 @@ REJECTED: tuple[tuple[str, Any, str], ...] = (
     ("generation.use_cache", True, "the parallel sets live in the KV cache; TEMPO cannot run without it"),
     ("api.debug", False, "not wired: the REST routes answer one-line errors and log tracebacks"),
     ("api.api_version", "v2", "TEMPO serves one API version, v2 (the routes of tempo/api.py)"),
-    ("api.enable_metrics", False, "no metrics exporter in this build (no prometheus_client)"),
-    ("api.metrics_port", 0, "no metrics exporter in this build, so no metrics port"),
     ("api.rate_limit_strategy", "sliding_window",
      "the REST rate limiter keeps each client's request times of the last rate_limit_window seconds "
      "(a sliding-window log); there is no other strategy"),
@@ -175,8 +176,7 @@ def validation_errors(settings: Dynaconf) -> list[str]:
             errors.append(f"debug.module_debug.{name} is not a module; one of {', '.join(MODULE_DEBUG_NAMES)}")
     for key in flatten(settings.as_dict()):
         if key.endswith(".use_custom_rope") or key == "use_custom_rope":
-            errors.append(f"{key} is not supported: TEMPO gives the tokens of one parallel set one position through "
-                          "position ids; there is no RoPE modification to switch (remove the key)")
+            errors.append(f"{key} is not supported: {SHARED_POSITIONS} (remove the key)")
     return errors
 
 

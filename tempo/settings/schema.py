@@ -230,7 +230,7 @@ class TrainSettings(Section):
     use_rope: bool = key(True)
     dropout: float = key(0.0, lo=0.0, hi=0.99)
     tie_embeddings: bool = key(True)
-    stage: str = key("", choices=("", "language", "code"))
+    stage: str = key("", choices=("", "language", "code", "tools", "rlhf"))
     learning_rate: float = key(1e-4, gt=0)
     min_lr_ratio: float = key(0.1, lo=0.0, hi=1.0)
     lr_decay: str = key("cosine", choices=("cosine", "linear", "constant"))
@@ -256,6 +256,10 @@ class TrainSettings(Section):
     output_dir: str = key("assets/models/tempo-tiny-code")
     model_name: str = key("tempo-tiny-code")
     data_dir: str = key("~/.cache/tempo/train/data")
+    data_file: str = key("train.npy", "the training array: a file name inside data_dir, or a path",
+                         kind=str, nonempty=True, says="a file name or path")
+    val_file: str = key("val.npy", "the validation array: a file name inside data_dir, or a path",
+                        kind=str, nonempty=True, says="a file name or path")
     corpus_dir: str = key("", "empty: this interpreter's standard library source")
     file_patterns: tuple[str, ...] = key(("*.py",))
     exclude_dirs: tuple[str, ...] = key(("site-packages", "test", "tests", "__pycache__"))
@@ -263,6 +267,9 @@ class TrainSettings(Section):
     seq_length: int = key(0, "0 = max_seq_len", lo=0)
     min_frequency: int = key(2, lo=1)
     max_files: int = key(0, "0 = all files", lo=0)
+    sft_file: str = key("assets/train/tool_calls.jsonl", "stage tools: JSONL of {prompt, completion}")
+    preference_file: str = key("assets/train/preferences.jsonl", "stage rlhf: JSONL of {prompt, chosen, rejected}")
+    dpo_beta: float = key(0.1, "stage rlhf: DPO's beta, how far the policy may move from the reference", gt=0)
 
 
 BUNDLED_MODEL = ModelSettings.model_id
@@ -309,6 +316,9 @@ class ApiSettings(Section):
     max_body_bytes: int = key(1_048_576, "REST request bodies over this many bytes answer 413", lo=1)
     trust_proxy_headers: bool = flag(False, "rate limit per X-Forwarded-For (its first address): only behind a "
                                       "proxy that sets it, as a Space's; a client could spoof it")
+    enable_metrics: bool = flag(False, "Prometheus metrics: GET /metrics (tempo/serve/metrics.py)")
+    metrics_port: int = key(0, "with enable_metrics: > 0 serves the metrics on this port of their own (on api.host) "
+                               "instead of GET /metrics on the app's port", lo=0, hi=65535)
     admin_token: str = key("", "a secret (.secrets.toml or TEMPO_API__ADMIN_TOKEN, never settings.toml): POST "
                               "/model and the app's switch need it when set", kind=str, says="a string")
 

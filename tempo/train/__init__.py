@@ -5,7 +5,11 @@
     modeling.py  TrainConfig -> a standard Hugging Face causal LM (Llama, GPT-NeoX or GPT-2)
     trainer.py   the training loop, checkpoints, resume, save_pretrained
     card.py      the model card (README.md in the model folder)
-    cli.py       the subcommands
+    finetune.py  stages tools (SFT) and rlhf (DPO): fine-tune init_from on a JSONL file
+    examples.py  their JSONL examples -> ids and labels -> batches; the model they start from
+    objectives.py  the SFT and DPO losses as pure functions
+    make_tool_examples.py  assets/train/*.jsonl from the standard library's function signatures
+The subcommands are in tempo/cli/train.py.
 """
 from tempo.train.config import MODEL_PRESETS, STAGE_PRESETS, TrainConfig, TrainConfigError, TrainDataError, resolve_config
 

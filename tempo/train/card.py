@@ -63,7 +63,12 @@ def _data_section(meta: dict[str, Any]) -> str:
 {', '.join(f'`{d}`' for d in meta['exclude_dirs'])}), split by file: {len(meta['train_files'])} training files,
 {len(meta['val_files'])} validation files. {meta['train_tokens']:,} training tokens and {meta['val_tokens']:,}
 validation tokens in sequences of {meta['seq_length']} ({meta['bytes_per_token']} bytes a token).
-"""
+{_arrays_line(meta)}"""
+
+
+def _arrays_line(meta: dict[str, Any]) -> str:
+    arrays = meta.get("arrays")
+    return f"Arrays: `{arrays['train']}` (training), `{arrays['val']}` (validation).\n" if arrays else ""
 
 
 def _training_section(config: TrainConfig, summary: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -115,3 +120,69 @@ def type_name(kind: str) -> str:
 
 def write_model_card(path: Path, config: TrainConfig, summary: dict[str, Any], meta: dict[str, Any]) -> None:
     path.write_text(model_card(config, summary, meta), encoding="utf-8")
+
+
+STAGE_TEXT = {
+    "tools": ("supervised fine-tuning on tool calls (the seeds' stage 3)",
+              "The loss covers the completion tokens only (the prompt's labels are -100); `<tool_call>` and "
+              "`</tool_call>` are special tokens of the tokenizer and mark each call.", "completion loss"),
+    "rlhf": ("Direct Preference Optimization, Rafailov et al. 2023 (the seeds' stage 4, RLHF without a reward "
+             "model)", "The reference is the initial model, frozen; the margin is (log π(chosen) − log "
+             "π_ref(chosen)) − (log π(rejected) − log π_ref(rejected)) summed over each completion's tokens, the "
+             "accuracy the share of pairs with a positive margin.", "DPO loss"),
+}
+
+
+def stage_card(config: TrainConfig, summary: dict[str, Any]) -> str:
+    """The card of a tools or rlhf run: what it started from, the data, the before / after numbers."""
+    what, how, metric = STAGE_TEXT[config.stage]
+    keys = [k for k in summary["before"]]
+    rows = "\n".join(f"| {k} | {_fmt(summary['before'][k])} | {_fmt(summary['after'][k])} |" for k in keys)
+    added = ", ".join(f"`{t}`" for t in summary["added_tokens"]) or "none (the tokenizer had them)"
+    beta = f", beta {config.dpo_beta:g}" if config.stage == "rlhf" else ""
+    return f"""---
+library_name: transformers
+pipeline_tag: text-generation
+tags: [tempo, {config.stage}]
+---
+
+# {config.model_name}
+
+`{summary['init_from']}` after stage `{config.stage}` of TEMPO's trainer (`python -m tempo train --stage
+{config.stage}`): {what}. {how}
+
+## Model and data
+
+| | |
+|---|---|
+| architecture | `{summary['architecture']}`, {summary['parameters'] / 1e6:.2f}M parameters |
+| started from | `{summary['init_from']}` |
+| data | `{summary['examples_file']}`, {summary['examples']} examples |
+| tokens added | {added} |
+
+## Training
+
+{summary['steps']} optimizer steps of {config.batch_size} x {config.grad_accumulation_steps} examples in
+{summary['train_seconds']} s on {summary['device']}: AdamW, peak learning rate {config.learning_rate:g},
+{config.warmup_steps} warmup steps, {config.lr_decay} decay, weight decay {config.weight_decay:g}, gradient
+clipping {config.grad_clip:g}{beta}, seed {config.seed}.
+
+## Results
+
+Measured on {summary['measured_on']} examples of the training file ({metric} and the rest), before the first
+step and after the last:
+
+| | before | after |
+|---|---|---|
+{rows}
+
+## Reproduce
+
+```bash
+python -m tempo train --config {config.output_dir}/training_config.yaml
+```
+"""
+
+
+def write_stage_card(path: Path, config: TrainConfig, summary: dict[str, Any]) -> None:
+    path.write_text(stage_card(config, summary), encoding="utf-8")

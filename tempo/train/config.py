@@ -53,7 +53,16 @@ STAGE_PRESETS: dict[str, dict[str, Any]] = {
     "language": dict(learning_rate=1e-4, warmup_steps=2000, num_epochs=3, weight_decay=0.1),
     # Stage 2 of the seeds: code fine-tuning of a stage-1 model (set init_from), 5e-6 .. 1e-5.
     "code": dict(learning_rate=5e-6, warmup_steps=1000, num_epochs=5, weight_decay=0.1, grad_clip=1.0),
+    # Stage 3 of the seeds: supervised fine-tuning on tool calls (sft_file), from init_from.
+    # Its own output folder, so that the model it starts from is never overwritten by default.
+    "tools": dict(learning_rate=3e-6, warmup_steps=10, num_epochs=3, weight_decay=0.01, grad_clip=1.0,
+                  output_dir="~/.cache/tempo/train/tools", model_name="tempo-tools"),
+    # Stage 4 of the seeds: RLHF as Direct Preference Optimization (preference_file), from init_from.
+    "rlhf": dict(learning_rate=1e-6, warmup_steps=10, num_epochs=1, weight_decay=0.0, grad_clip=1.0,
+                 output_dir="~/.cache/tempo/train/rlhf", model_name="tempo-rlhf"),
 }
+FINETUNE_STAGES = {"tools": "sft_file", "rlhf": "preference_file"}
+"""The stages that fine-tune init_from on a JSONL file (tempo/train/finetune.py), and the key naming it."""
 
 _DEFAULTS = TrainSettings()
 """The declared defaults of the ``train`` settings keys, TrainConfig's defaults."""
@@ -86,7 +95,7 @@ class TrainConfig:
 
     # --- optimisation ------------------------------------------------------------
     stage: str = _DEFAULTS.stage
-    """"" (none), language or code: the seeds' learning rate, warmup and epochs for that stage."""
+    """"" (none), language, code, tools or rlhf: the seeds' learning rate, warmup and epochs for that stage."""
     learning_rate: float = _DEFAULTS.learning_rate
     min_lr_ratio: float = _DEFAULTS.min_lr_ratio
     """The decay ends at learning_rate * min_lr_ratio."""
@@ -117,14 +126,19 @@ class TrainConfig:
     resume: bool = _DEFAULTS.resume
     """Continue from checkpoint_dir/last.pt when it exists."""
     init_from: str = _DEFAULTS.init_from
-    """A saved model folder to start from (fine-tuning, e.g. the code stage); "" = random init."""
+    """A saved model folder to start from (fine-tuning, e.g. the code stage); "" = random init. The tools and
+    rlhf stages also take a checkpoint file (checkpoint_dir/last.pt, with the tokenizer of data_dir)."""
     checkpoint_dir: str = _DEFAULTS.checkpoint_dir
     output_dir: str = _DEFAULTS.output_dir
     model_name: str = _DEFAULTS.model_name
 
     # --- data ----------------------------------------------------------------------
     data_dir: str = _DEFAULTS.data_dir
-    """Where ``train prepare`` writes train.npy, val.npy, tokenizer/ and meta.json."""
+    """Where ``train prepare`` writes the arrays (data_file, val_file), tokenizer/ and meta.json."""
+    data_file: str = _DEFAULTS.data_file
+    """The training array: a bare file name lies inside data_dir, anything with a folder is a path."""
+    val_file: str = _DEFAULTS.val_file
+    """The validation array, named the same way."""
     corpus_dir: str = _DEFAULTS.corpus_dir
     """Folder of text or source files; "" = this interpreter's standard library source."""
     file_patterns: list[str] = field(default_factory=lambda: list(_DEFAULTS.file_patterns))
@@ -135,6 +149,14 @@ class TrainConfig:
     min_frequency: int = _DEFAULTS.min_frequency
     max_files: int = _DEFAULTS.max_files
     """Use at most this many files of the corpus (sorted); 0 = all."""
+
+    # --- stages tools and rlhf ---------------------------------------------------------
+    sft_file: str = _DEFAULTS.sft_file
+    """Stage tools: JSONL, one {"prompt", "completion"} a line; the loss covers the completion only."""
+    preference_file: str = _DEFAULTS.preference_file
+    """Stage rlhf: JSONL, one {"prompt", "chosen", "rejected"} a line."""
+    dpo_beta: float = _DEFAULTS.dpo_beta
+    """Stage rlhf: DPO's beta, the strength of the pull towards the reference model."""
 
     def validate(self) -> "TrainConfig":
         """Raise TrainConfigError naming the first bad key; return self."""
@@ -173,9 +195,21 @@ class TrainConfig:
             raise TrainConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not self.file_patterns:
             raise TrainConfigError("file_patterns must name at least one pattern, e.g. ['*.py']")
-        for key in ("output_dir", "checkpoint_dir", "data_dir", "model_name"):
+        for key in ("output_dir", "checkpoint_dir", "data_dir", "model_name", "data_file", "val_file"):
             if not getattr(self, key):
                 raise TrainConfigError(f"{key} must not be empty")
+        if not self.dpo_beta > 0 or not math.isfinite(self.dpo_beta):
+            raise TrainConfigError(f"dpo_beta must be > 0, got {self.dpo_beta}")
+        if self.stage in FINETUNE_STAGES:
+            file_key = FINETUNE_STAGES[self.stage]
+            if not self.init_from:
+                raise TrainConfigError(f"init_from must name a model folder or a checkpoint for stage {self.stage} "
+                                       "(it fine-tunes a trained model)")
+            if not getattr(self, file_key):
+                raise TrainConfigError(f"{file_key} must name a JSONL file for stage {self.stage}")
+            if self.path("output_dir").resolve() == self.path("init_from").resolve():
+                raise TrainConfigError(f"output_dir must differ from init_from ({self.init_from}): stage "
+                                       f"{self.stage} writes a new model folder and keeps the one it starts from")
         return self
 
     @property

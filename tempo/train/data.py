@@ -24,7 +24,32 @@ from tempo.train.config import SPECIAL_TOKENS, TrainConfig, TrainDataError
 
 log = logging.getLogger(__name__)
 
-TRAIN_FILE, VAL_FILE, META_FILE, TOKENIZER_DIR = "train.npy", "val.npy", "meta.json", "tokenizer"
+META_FILE, TOKENIZER_DIR = "meta.json", "tokenizer"
+
+
+def array_path(config: TrainConfig, key: str) -> Path:
+    """Where the array of ``key`` (data_file or val_file) lies: a bare file name inside data_dir (the seeds'
+    ``--data-dir data/processed --data-file code_train_large.npy``), a name with a folder as the path it is."""
+    name = Path(getattr(config, key)).expanduser()
+    if name.is_absolute() or len(name.parts) > 1:
+        return name
+    return config.path("data_dir") / name
+
+
+def load_array(config: TrainConfig, key: str) -> np.ndarray:
+    """The array of ``key``, memory-mapped: 2-D, integer token ids (the seeds allow int32 and int64)."""
+    path = array_path(config, key)
+    if not path.is_file():
+        raise TrainDataError(f"{key}: no array at {path}; run `python -m tempo train prepare` with the same "
+                             f"--data-dir / --{key.replace('_', '-')}, or name an existing .npy file")
+    try:
+        array = np.load(path, mmap_mode="r")
+    except ValueError as exc:
+        raise TrainDataError(f"{key}: {path} is not a NumPy array file: {exc}") from None
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer) or len(array) == 0:
+        raise TrainDataError(f"{key}: {path} must be a non-empty integer array of shape (num_sequences, "
+                             f"seq_length), got {array.dtype} {array.shape}")
+    return array
 
 
 def default_corpus_dir() -> Path:
@@ -141,8 +166,10 @@ def prepare(config: TrainConfig) -> dict[str, Any]:
                              f"{len(val)} validation sequences; add files or lower seq_length")
     out = config.path("data_dir")
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / TRAIN_FILE, train)
-    np.save(out / VAL_FILE, val)
+    arrays = {"train": array_path(config, "data_file"), "val": array_path(config, "val_file")}
+    for kind, array in (("train", train), ("val", val)):
+        arrays[kind].parent.mkdir(parents=True, exist_ok=True)
+        np.save(arrays[kind], array)
     tokenizer.save_pretrained(out / TOKENIZER_DIR)
     train_bytes = sum(len(t.encode("utf-8")) for t in train_texts)
     meta = {
@@ -154,6 +181,7 @@ def prepare(config: TrainConfig) -> dict[str, Any]:
         "train_files": [p.relative_to(root).as_posix() for p in train_files],
         "val_files": [p.relative_to(root).as_posix() for p in val_files],
         "train_bytes": train_bytes,
+        "arrays": {kind: str(path.resolve()) for kind, path in arrays.items()},
         "vocab_size": len(tokenizer),
         "seq_length": seq_length,
         "train_sequences": int(train.shape[0]),
@@ -175,21 +203,41 @@ def load_prepared(config: TrainConfig) -> PreparedData:
     from transformers import PreTrainedTokenizerFast
 
     data_dir = config.path("data_dir")
-    missing = [name for name in (TRAIN_FILE, VAL_FILE, META_FILE, TOKENIZER_DIR) if not (data_dir / name).exists()]
+    missing = [name for name in (META_FILE, TOKENIZER_DIR) if not (data_dir / name).exists()]
     if missing:
         raise TrainDataError(f"no prepared data in {data_dir} (missing {', '.join(missing)}); "
                              "run `python -m tempo train prepare` first")
     meta = json.loads((data_dir / META_FILE).read_text(encoding="utf-8"))
-    train = np.load(data_dir / TRAIN_FILE, mmap_mode="r")
-    val = np.load(data_dir / VAL_FILE, mmap_mode="r")
+    train, val = load_array(config, "data_file"), load_array(config, "val_file")
     if train.shape[1] > config.max_seq_len:
         raise TrainDataError(f"prepared sequences have {train.shape[1]} tokens but max_seq_len is "
                              f"{config.max_seq_len}; prepare again with a smaller seq_length")
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(data_dir / TOKENIZER_DIR))
+    for key, array in (("data_file", train), ("val_file", val)):
+        if int(np.min(array)) < 0 or int(np.max(array)) >= len(tokenizer):
+            raise TrainDataError(f"{key}: {array_path(config, key)} holds token ids outside [0, {len(tokenizer)}) "
+                                 f"of the tokenizer in {data_dir / TOKENIZER_DIR}")
+    meta = describe_arrays(meta, config, train, val)
     if len(tokenizer) > config.vocab_size:
         raise TrainDataError(f"the prepared tokenizer has {len(tokenizer)} tokens but vocab_size is "
                              f"{config.vocab_size}; prepare again with this vocab_size")
     return PreparedData(train=train, val=val, tokenizer=tokenizer, meta=meta)
+
+
+def describe_arrays(meta: dict[str, Any], config: TrainConfig, train: np.ndarray, val: np.ndarray) -> dict[str, Any]:
+    """``meta`` with the array counts and unigram baseline of the arrays actually named (data_file, val_file),
+    measured again when they are not the ones ``prepare`` wrote."""
+    arrays = {kind: str(array_path(config, key).resolve())
+              for kind, key in (("train", "data_file"), ("val", "val_file"))}
+    written = meta.get("arrays")
+    if written is None and (config.data_file, config.val_file) == ("train.npy", "val.npy"):
+        return meta  # prepared before the arrays had names: the default names are the ones it wrote
+    if written == arrays:
+        return meta
+    unigram = unigram_loss(np.asarray(train), np.asarray(val), int(meta["vocab_size"]))
+    return {**meta, "arrays": arrays, "seq_length": int(train.shape[1]), "train_sequences": int(train.shape[0]),
+            "val_sequences": int(val.shape[0]), "train_tokens": int(train.size), "val_tokens": int(val.size),
+            "bytes_per_token": "n/a", "unigram_val_loss": round(unigram, 4)}
 
 
 def batches_per_epoch(num_sequences: int, batch_size: int) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from tempo.train.card import write_model_card
-from tempo.train.config import TrainConfig, TrainConfigError, TrainDataError
+from tempo.train.config import FINETUNE_STAGES, TrainConfig, TrainConfigError, TrainDataError
 from tempo.train.data import PreparedData, batch_indices, epochs_to_steps, load_prepared
 from tempo.train.modeling import architecture, build_model, count_parameters, enable_activation_checkpointing
 
@@ -166,6 +166,10 @@ def initial_model(config: TrainConfig, vocab_size: int, ids: dict[str, int],
 
 def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     """Train, save the model to output_dir, return the run's summary (also in the model card)."""
+    if config.stage in FINETUNE_STAGES:  # tools, rlhf: fine-tune init_from on a JSONL file
+        from tempo.train.finetune import finetune
+
+        return finetune(config, progress)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)

@@ -19,6 +19,16 @@ from tempo.ui.render import candidates_table
 log = logging.getLogger(__name__)
 
 PREFIX = "tempo-result-"
+JSON_NAME, CSV_NAME = "tempo_result.json", "tempo_candidates.csv"
+
+
+def write_downloads(result: GenerationResult, folder: Path) -> tuple[Path, Path]:
+    """The result as JSON and as the candidates CSV (one row per candidate) in ``folder``: the app's downloads
+    and the files of ``--save-visualization``. Returns the two paths."""
+    json_path, csv_path = folder / JSON_NAME, folder / CSV_NAME
+    json_path.write_text(result.to_json(indent=2), encoding="utf-8")
+    candidates_table(result).to_csv(csv_path, index=False)
+    return json_path, csv_path
 
 
 class ResultFolders:
@@ -35,9 +45,7 @@ class ResultFolders:
         """The result as JSON and as the candidates CSV, in a fresh folder; the oldest folders past the
         limit are deleted. Returns the two paths."""
         folder = Path(tempfile.mkdtemp(prefix=PREFIX))
-        json_path, csv_path = folder / "tempo_result.json", folder / "tempo_candidates.csv"
-        json_path.write_text(result.to_json(indent=2), encoding="utf-8")
-        candidates_table(result).to_csv(csv_path, index=False)
+        json_path, csv_path = write_downloads(result, folder)
         with self.lock:
             self.folders.append(folder)
             stale = [self.folders.popleft() for _ in range(len(self.folders) - self.limit)]

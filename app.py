@@ -1,6 +1,7 @@
 """TEMPO's web app (a Hugging Face Space entry point): load settings, build the app, serve it.
 
-The model comes from ``model.model_id`` (or ``TEMPO_MODEL__MODEL_ID``); host and
+The model comes from ``model.model_id`` (or ``TEMPO_MODEL__MODEL_ID``), or ``model.fallback_model_id`` when that
+cannot be loaded (the page and ``/health`` then say so); host and
 port from the ``api`` section (or ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``).
 Once the server listens, the address to open is logged at INFO. ``python -m tempo serve``
 serves the same app with its flags (``tempo/serve/launch.py``).

@@ -19,3 +19,7 @@ class RequestError(TempoError, ValueError):
 
 class ModelLoadError(TempoError):
     """A model or tokenizer could not be loaded."""
+
+
+class RequestCancelled(TempoError):
+    """A running request the server ended for a reason of its own (the model was switched); the message says why."""

@@ -31,10 +31,11 @@ def compare_variants() -> dict[str, dict[str, Any]]:
 
 
 def wait(job: Job, timeout: float | None) -> GenerationResult:
-    """The job's result; a user-facing ``gr.Error`` for a bad request or a timeout."""
+    """The job's result; a user-facing ``gr.Error`` for a bad request, a timeout or a request a model switch
+    cancelled."""
     try:
         return job.wait(timeout)
-    except (RequestError, TimeoutError) as exc:
+    except (TempoError, TimeoutError) as exc:
         raise gr.Error(str(exc)) from None
 
 
@@ -70,11 +71,12 @@ class Endpoints:
                 "inspection": self.inspection()}
 
     def inspection(self) -> dict:
-        """``model_info.describe`` of the loaded model (computed once: the config does not change)."""
-        if getattr(self, "_inspection", None) is None:
+        """``model_info.describe`` of the loaded model (computed once per model: a switch changes it)."""
+        loaded = self.scheduler.engine.loaded
+        if getattr(self, "_inspected", None) is not loaded:
             from tempo.models.info import ModelInspectionError, describe_loaded
 
-            loaded = self.scheduler.engine.loaded
+            self._inspected = loaded
             try:
                 self._inspection = describe_loaded(loaded.model, loaded.dtype,
                                                    self.settings.generation.max_parallel_tokens)

@@ -130,10 +130,11 @@ def refused(exc: TempoError) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "field": field}, status_code=422)
 
 
-def add_explore_routes(app: FastAPI, engine: Any, settings: Any, scheduler: JobQueue, config: Any, limiter: Any,
+def add_explore_routes(app: FastAPI, settings: Any, scheduler: JobQueue, config: Any, limiter: Any,
                        slots: threading.BoundedSemaphore) -> None:
     """``POST /lens`` and ``POST /forks`` (bad input: 422 naming the field; ``max_concurrent_requests`` and
-    ``request_timeout`` as for ``/generate``)."""
+    ``request_timeout`` as for ``/generate``). The lens reads the model the scheduler serves now (a switch
+    swaps it, ``POST /model``)."""
     LensBody, ForksBody = lens_body(), forks_body()
 
     @app.post("/lens", dependencies=[Depends(limiter)])
@@ -142,7 +143,7 @@ def add_explore_routes(app: FastAPI, engine: Any, settings: Any, scheduler: JobQ
         "step", "candidates"}`` (TEMPO_SPEC section 12)."""
         values = body.model_dump()
         try:
-            view = await asyncio.to_thread(lens_view, engine, values["prompt"], values["result"], values["step"],
+            view = await asyncio.to_thread(lens_view, scheduler.engine, values["prompt"], values["result"], values["step"],
                                            values["top_k"])
         except TempoError as exc:
             return refused(exc)

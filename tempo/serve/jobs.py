@@ -235,6 +235,18 @@ class JobQueue(ABC):
     def close(self, timeout: float = 5.0) -> None:
         """Stop taking requests; jobs still queued or running end cancelled."""
 
+    def swap(self, engine: "Tempo", timeout: float, reason: str) -> int:
+        """Serve ``engine`` from now on (a model switch): running requests finish on the old engine first --
+        those still running after ``timeout`` seconds end with ``RequestCancelled(reason ...)`` -- while queued
+        ones wait and then run on ``engine``. Returns the number of requests cancelled. (``Scheduler`` and
+        ``DirectScheduler`` implement it; a queue without it cannot switch models.)"""
+        raise NotImplementedError(f"{type(self).__name__} cannot switch models")
+
+    @property
+    def switching(self) -> bool:
+        """A model switch is waiting for the running requests."""
+        return False
+
     def stats(self) -> dict[str, Any]:
         c = self.counters
         return {

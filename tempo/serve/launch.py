@@ -39,12 +39,16 @@ class AnnouncedServer(uvicorn.Server):
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Load the model of ``settings``, build the app and serve it until interrupted. ``host`` / ``port`` given
     win; else ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``, a Space's 0.0.0.0:7860, the ``api`` settings
-    (``tempo.serve.rest.bind_address``). Raises ``TempoError`` when the model cannot load."""
+    (``tempo.serve.rest.bind_address``). The model is ``model.model_id``, or ``model.fallback_model_id`` when that
+    cannot load (tempo/models/fallback.py). Raises ``TempoError`` when neither loads."""
     from tempo.engine.runner import Tempo
+    from tempo.models.fallback import load_with_fallback
     from tempo.serve.rest import bind_address, create_app
 
-    engine = Tempo.from_settings(settings)
+    loaded, fallback = load_with_fallback(settings)  # model.fallback_model_id when model_id cannot load
+    engine = Tempo(loaded, settings)
     bound_host, bound_port = bind_address(settings.api)
     host, port = host or bound_host, bound_port if port is None else port
-    config = uvicorn.Config(create_app(engine, settings), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(create_app(engine, settings, fallback=fallback), host=host, port=port,
+                            log_level="warning")
     AnnouncedServer(config, model=engine.loaded.info()["id"]).run()

@@ -1,6 +1,7 @@
 """The server: REST routes beside the Gradio app, on one FastAPI application.
 
-    GET  /health     model loaded, device, queue depth, batches run, mean batch size
+    GET  /health     model loaded (and any fallback), device, queue depth, batches run, mean batch size
+    POST /model      switch the model at run time (tempo/serve/model_route.py)
     POST /generate   the request JSON (``prompt`` + any request field) -> the result JSON;
                      422 naming the field on bad input
     POST /branch     a result (or its request), step, token_id, overrides -> the branch (serve/branch_api.py)
@@ -36,11 +37,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tempo.errors import RequestError
+from tempo.errors import RequestCancelled, RequestError
 from tempo.engine.runner import Tempo
 from tempo.request import FIELDS, FieldSpec, build_request
 from tempo.serve.body_limit import BodyLimit
 from tempo.serve.jobs import Job, JobQueue
+from tempo.serve.model_route import add_model_route
+from tempo.serve.switch import ModelSwitcher
 from tempo.serve.zerogpu import make_scheduler
 from tempo.settings.schema import ApiSettings, Settings
 
@@ -100,31 +103,35 @@ class RateLimiter:
 
 
 def create_app(engine: Tempo, settings: Settings | None = None, scheduler: JobQueue | None = None,
-               config: ApiSettings | None = None) -> FastAPI:
+               config: ApiSettings | None = None, fallback: dict[str, str] | None = None) -> FastAPI:
     """The FastAPI app: REST routes, then the Gradio app mounted at ``/``. ``app.state`` holds the
-    scheduler (one per engine: share it between apps with ``scheduler=``)."""
+    scheduler (one per engine: share it between apps with ``scheduler=``) and the model switcher; ``fallback``
+    says the engine serves ``model.fallback_model_id`` (tempo/models/fallback.py)."""
     from tempo.ui.app import CSS, THEME, create_demo
 
     settings = settings if settings is not None else engine.settings
     config = config or settings.api
     owns_scheduler = scheduler is None
     scheduler = scheduler or make_scheduler(engine, max_batch_size=settings.app.max_batch_size)
-    app = rest_app(engine, settings, scheduler, config)
+    switcher = ModelSwitcher(scheduler, settings, fallback)
+    app = rest_app(engine, settings, scheduler, config, switcher)
     app.state.owns_scheduler = owns_scheduler
-    demo = create_demo(scheduler, settings)
+    demo = create_demo(scheduler, settings, switcher)
     demo.queue(max_size=settings.app.queue_max_size, default_concurrency_limit=settings.app.concurrency_limit)
     app.state.demo = demo
     return gr.mount_gradio_app(app, demo, path="/", theme=THEME, css=CSS, footer_links=["api", "gradio"])
 
 
-def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: ApiSettings) -> FastAPI:
-    """The REST half: CORS, the rate limit on every route, ``/health`` and ``/generate`` (the handlers are thin:
-    :func:`health_report`, :func:`answer_generate`)."""
+def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: ApiSettings,
+             switcher: ModelSwitcher | None = None) -> FastAPI:
+    """The REST half: CORS, the rate limit on every route, ``/health``, ``/generate`` and ``/model`` (the handlers
+    are thin: :func:`health_report`, :func:`answer_generate`, tempo/serve/model_route.py)."""
     docs = config.enable_docs
     app = FastAPI(title="TEMPO", description="See where a language model hesitates.",
                   docs_url="/docs" if docs else None, redoc_url=None, openapi_url="/openapi.json" if docs else None)
     app.state.scheduler = scheduler
     app.state.config = config
+    app.state.switcher = switcher = switcher or ModelSwitcher(scheduler, settings)
     app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["*"],
                        allow_headers=["*"])
     app.add_exception_handler(RequestValidationError, invalid_body)
@@ -136,17 +143,19 @@ def rest_app(engine: Tempo, settings: Settings, scheduler: JobQueue, config: Api
 
     @app.get("/health", dependencies=[Depends(limiter)])
     def health() -> dict:
-        """Model loaded, device, queue depth, batches run, mean batch size."""
-        return health_report(engine, scheduler)
+        """Model loaded (and any fallback), device, queue depth, batches run, mean batch size."""
+        return health_report(scheduler.engine, scheduler, switcher.fallback)
 
     @app.post("/generate", dependencies=[Depends(limiter)])
     async def generate(body: Body, request: Request) -> JSONResponse:  # type: ignore[valid-type]
         """The request JSON of TEMPO_SPEC (``prompt`` + any request field) -> the result JSON."""
         return await answer_generate(body.model_dump(exclude_none=True), request, settings, scheduler, config, slots)
 
+    add_model_route(app, switcher, limiter)
     from tempo.serve import branch_api; branch_api.add_route(app, settings, scheduler, config, slots, limiter)  # noqa: E702
 
-    from tempo.serve.explore_api import add_explore_routes; add_explore_routes(app, engine, settings, scheduler, config, limiter, slots)  # noqa: E501,E702 -- issue 13
+    from tempo.serve.explore_api import add_explore_routes  # issue 13: /lens and /forks
+    add_explore_routes(app, settings, scheduler, config, limiter, slots)
     from tempo.serve import metrics, openai_api  # issue 14: /v1 (OpenAI's API) and /metrics
     openai_api.install(app, settings, scheduler, config, limiter, slots)
     if config.enable_metrics:
@@ -177,10 +186,11 @@ async def unparsable_body(request: Request, exc: StarletteHTTPException) -> JSON
     return await http_exception_handler(request, exc)
 
 
-def health_report(engine: Tempo, scheduler: JobQueue) -> dict:
+def health_report(engine: Tempo, scheduler: JobQueue, fallback: dict[str, str] | None = None) -> dict:
+    """``fallback``: ``{"wanted", "serving", "reason"}`` while the app serves model.fallback_model_id, else null."""
     info = engine.loaded.info()
     return {"status": "ok", "model_loaded": True, "model": info["id"], "device": info["device"],
-            "dtype": info["dtype"], "weights": engine.loaded.weights(), **scheduler.stats()}
+            "dtype": info["dtype"], "weights": engine.loaded.weights(), "fallback": fallback, **scheduler.stats()}
 
 
 async def answer_generate(values: dict[str, Any], request: Request, settings: Settings, scheduler: JobQueue,
@@ -203,6 +213,8 @@ async def answer_generate(values: dict[str, Any], request: Request, settings: Se
         await wait_for_job(job, request, config.request_timeout)
         if isinstance(job.error, RequestError):  # found by the engine (num_layers_to_use of this model)
             return JSONResponse({"detail": str(job.error), "field": job.error.field}, status_code=422)
+        if isinstance(job.error, RequestCancelled):  # the model was switched under it: the message says so
+            return JSONResponse({"detail": str(job.error)}, status_code=503)
         if job.error is not None:
             raise job.error
         log.debug("POST /generate from %s: 200, %d steps in %.3f s (%s)", client, len(job.result.steps),

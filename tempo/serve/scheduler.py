@@ -13,17 +13,22 @@ rows), applies the cancels, advances every row one step (``Batch.step``) and
 pushes each row's new step to its own job (``Tempo.stream_steps``, built as the
 result is built). A cancelled job (Stop button, client gone, timeout) leaves
 the batch at the next boundary; the other rows' results do not change.
+
+A model switch (``swap``, tempo/serve/switch.py) happens between batches: while one is pending no queued
+request joins, the rows running finish on the old engine (or, past the switch's timeout, end with
+``RequestCancelled`` saying why), then the worker takes the new engine and the queued requests join its batch.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 
 from tempo.engine.batch import Batch
 from tempo.engine.row import Row
 from tempo.engine.runner import Tempo
-from tempo.errors import RequestError
+from tempo.errors import RequestCancelled, RequestError
 from tempo.request import GenerationRequest
 from tempo.serve.jobs import ENDS, Counters, Job, JobQueue, Update  # noqa: F401 (re-exported)
 
@@ -38,6 +43,23 @@ class _Cancelled(Exception):
     """Raised from a solo search's step callback to stop it."""
 
 
+@dataclass
+class _Swap:
+    """A model switch the worker is asked to make between batches."""
+
+    engine: Tempo
+    deadline: float
+    """``time.monotonic()`` past which the rows still running are cancelled."""
+    timeout: float
+    reason: str
+    cancelled: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def error(self) -> RequestCancelled:
+        return RequestCancelled(f"cancelled: {self.reason}; the request was still running "
+                                f"app.model_switch_timeout = {self.timeout:g} s after the switch began")
+
+
 class Scheduler(JobQueue):
     """A request queue in front of one ``Batch`` driven by one worker thread."""
 
@@ -48,6 +70,7 @@ class Scheduler(JobQueue):
         self._jobs: dict[int, Job] = {}
         self._cancels: set[int] = set()
         self._closed = False
+        self._swap: _Swap | None = None
         self._batch = self._new_batch()
         self._thread = threading.Thread(target=self._work, name="tempo-scheduler", daemon=True)
         self._thread.start()
@@ -101,6 +124,11 @@ class Scheduler(JobQueue):
         """Rows in the batch now."""
         return len(self._batch.rows)
 
+    @property
+    def switching(self) -> bool:
+        """A model switch waits for the running rows (queued requests wait for it)."""
+        return self._swap is not None
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker; jobs still queued or running end cancelled."""
         with self._cond:
@@ -108,31 +136,71 @@ class Scheduler(JobQueue):
             self._cond.notify()
         self._thread.join(timeout)
 
+    def swap(self, engine: Tempo, timeout: float, reason: str) -> int:
+        """Serve ``engine`` from the next batch on (see ``JobQueue.swap``); blocks until the worker has."""
+        swap = _Swap(engine, time.monotonic() + timeout, timeout, reason)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the scheduler is closed")
+            if self._swap is not None:
+                raise RuntimeError("a model switch is already pending")
+            self._swap = swap
+            self._cond.notify()
+        swap.done.wait()
+        return swap.cancelled
+
     # --- the worker's side ----------------------------------------------------------------
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and not self._pending and not self._batch.rows and not self._cancels:
+                while (not self._closed and not self._pending and not self._batch.rows and not self._cancels
+                       and self._swap is None):
                     self._cond.wait()
                 if self._closed:
                     break
+                swap = self._swap
+            if swap is not None and self._take(swap):
+                continue
             solo = self._tick(take_solo=True)
             if solo is not None:
                 self._run_alone(solo)
         for job in list(self._jobs.values()):
             job.cancelled = True
             job.finish()
+        if self._swap is not None:
+            self._swap.done.set()
+
+    def _take(self, swap: _Swap) -> bool:
+        """Make the pending switch once the batch is empty, or past its deadline after cancelling the rows
+        still running (each job ends with the switch's ``RequestCancelled``). False: not yet."""
+        if self._batch.rows and time.monotonic() < swap.deadline:
+            return False
+        jobs = [self._jobs.pop(row.key) for row in self._batch.rows if row.key in self._jobs]
+        if jobs:
+            log.warning("model switch: %d requests still running after %g s are cancelled", len(jobs), swap.timeout)
+        for job in jobs:
+            self.counters.requests_cancelled += 1
+            job.finish(error=swap.error())
+        swap.cancelled += len(jobs)
+        self.engine = swap.engine
+        self._batch = self._new_batch()
+        with self._cond:
+            self._swap = None
+            self._cancels = {key for key in self._cancels if key in self._jobs}
+        swap.done.set()
+        return True
 
     def _tick(self, take_solo: bool) -> Job | None:
         """One step boundary: queued requests join (up to ``max_batch_size`` rows), cancels apply, every
         row advances one step. Returns a queued solo job (MCTS) for the caller to run, when asked."""
         with self._cond:
-            room = max(0, self.max_batch_size - len(self._batch.rows))
+            switching = self._swap is not None  # nobody joins the old model's batch
+            room = 0 if switching else max(0, self.max_batch_size - len(self._batch.rows))
             joining, waiting, solo = [], [], None
             for job in self._pending:
                 if job.request.mode in BATCH_MODES and len(joining) < room:
                     joining.append(job)
-                elif job.request.mode not in BATCH_MODES and take_solo and solo is None:
+                elif job.request.mode not in BATCH_MODES and take_solo and solo is None and not switching:
                     solo = job
                 else:
                     waiting.append(job)
@@ -173,9 +241,11 @@ class Scheduler(JobQueue):
         step took, so neither waits for the other; a cancel stops the search at its next step."""
         searched = [time.perf_counter()]
 
+        engine = self.engine
+
         def on_step(row: Row) -> None:  # equal time: the batch steps as long as the search's last step took
-            job.stepped(self.engine.stream_steps(row))
-            if job.cancelled:
+            job.stepped(engine.stream_steps(row))
+            if job.cancelled or (self._swap is not None and time.monotonic() > self._swap.deadline):
                 raise _Cancelled
             deadline = 2 * time.perf_counter() - searched[0]
             self._tick(take_solo=False)
@@ -186,11 +256,15 @@ class Scheduler(JobQueue):
         job.started()
         log.debug("request %s (%s) runs alone, between the batch's steps", job.key, job.request.mode)
         try:
-            result = self.engine.run([job.request], on_step=on_step)[0]
+            result = engine.run([job.request], on_step=on_step)[0]
         except _Cancelled:
             self._jobs.pop(job.key, None)
             self.counters.requests_cancelled += 1
-            job.finish()
+            if job.cancelled:
+                job.finish()
+            else:  # the pending switch's deadline passed
+                self._swap.cancelled += 1
+                job.finish(error=self._swap.error())
             return
         except Exception as exc:  # delivered to the caller, who raises it
             if not isinstance(exc, RequestError):

@@ -19,7 +19,7 @@ from tempo.settings.schema import (  # noqa: F401 -- the value lists are part of
 )
 
 
-SECRET_KEYS = ("hub.token",)
+SECRET_KEYS = ("hub.token", "api.admin_token")
 SHARED_POSITIONS = ("TEMPO gives the tokens of one parallel set one position through position ids; "
                     "there is no RoPE modification to switch")
 """Why ``use_custom_rope`` is refused in a settings file and ``--use-custom-rope`` changes nothing (always on)."""

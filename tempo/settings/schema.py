@@ -156,6 +156,9 @@ class ModelSettings(Section):
                             choices=tuple(QUANTIZATIONS))
     tp_plan: str = key("", "\"auto\": tensor parallelism over the processes of torchrun (docs/scale.md)",
                        choices=TP_PLANS)
+    fallback_model_id: str = key("", "the app loads this one instead when model_id cannot be loaded (the hub "
+                                 "unreachable) and says so in /health and a banner; empty: no fallback", kind=str,
+                                 says="a hub id, a local path or empty")
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,35 @@ class TrainSettings(Section):
     dpo_beta: float = key(0.1, "stage rlhf: DPO's beta, how far the policy may move from the reference", gt=0)
 
 
+BUNDLED_MODEL = ModelSettings.model_id
+MODEL_ENTRY_KEYS = ("id", "label", "parameters")
+
+
+def is_model_list(value: Any) -> bool:
+    """``app.models``: a list of ``{id, label, parameters}`` tables (id and label non-empty text, parameters a
+    count >= 0)."""
+    if not isinstance(value, (list, tuple)):
+        return False
+    for entry in value:
+        if not isinstance(entry, Mapping) or sorted(str(k).lower() for k in entry) != sorted(MODEL_ENTRY_KEYS):
+            return False
+        entry = {str(k).lower(): v for k, v in entry.items()}
+        if not (isinstance(entry["id"], str) and entry["id"] and isinstance(entry["label"], str) and entry["label"]
+                and isinstance(entry["parameters"], int) and not isinstance(entry["parameters"], bool)
+                and entry["parameters"] >= 0):
+            return False
+    return True
+
+
+CURATED_MODELS = (
+    {"id": BUNDLED_MODEL, "label": "tempo-tiny-code (bundled)", "parameters": 5_310_720},
+    {"id": "HuggingFaceTB/SmolLM2-135M-Instruct", "label": "SmolLM2 135M Instruct", "parameters": 135_000_000},
+    {"id": "HuggingFaceTB/SmolLM2-360M-Instruct", "label": "SmolLM2 360M Instruct", "parameters": 362_000_000},
+    {"id": "Qwen/Qwen2.5-0.5B-Instruct", "label": "Qwen2.5 0.5B Instruct", "parameters": 494_000_000},
+)
+"""The Model tab's picker: the bundled model first, then small hub models (parameter counts rounded)."""
+
+
 @dataclass(frozen=True)
 class ApiSettings(Section):
     """The server of app.py (tempo/serve/rest.py)."""
@@ -288,6 +320,8 @@ class ApiSettings(Section):
     enable_metrics: bool = flag(False, "Prometheus metrics: GET /metrics (tempo/serve/metrics.py)")
     metrics_port: int = key(0, "with enable_metrics: > 0 serves the metrics on this port of their own (on api.host) "
                                "instead of GET /metrics on the app's port", lo=0, hi=65535)
+    admin_token: str = key("", "a secret (.secrets.toml or TEMPO_API__ADMIN_TOKEN, never settings.toml): POST "
+                              "/model and the app's switch need it when set", kind=str, says="a string")
 
 
 @dataclass(frozen=True)
@@ -303,6 +337,16 @@ class AppSettings(Section):
                                   "go first", lo=1)
     download_cache_age: int = key(3600, "seconds Gradio keeps the files it served (a run's downloads) in its "
                                   "cache, checked as often", lo=1)
+    models: tuple[dict, ...] = key(CURATED_MODELS, "the Model tab's picker: {id, label, parameters} tables, the "
+                                   "bundled model first", condition=is_model_list,
+                                   says="a list of tables of id, label and parameters (text, text, a count >= 0)")
+    allow_model_switch: bool = flag(False, "POST /model and the Model tab's Switch load another model at run "
+                                    "time; off: both refuse (403)")
+    model_switch_timeout: float = key(60.0, "seconds running requests may take to finish before a switch "
+                                      "cancels them (with a message saying why)", gt=0)
+    model_memory_limit_mb: float = key(0.0, "a switch refuses a model whose memory estimate exceeds the memory "
+                                       "free on its device, or this many MiB when smaller; 0 = the device's "
+                                       "free memory alone", lo=0.0)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,14 @@ import gradio as gr
 
 from tempo.models import info as model_info
 from tempo.serve import endpoints
-from tempo.ui import controls, explore
+from tempo.ui import controls, explore, model_picker
 from tempo.ui.downloads import ResultFolders
 from tempo.request import FIELDS, MODES
 from tempo.ui.plots import result_figures, schedule_figure
 from tempo.ui.render import SPAN_COLOURS, candidates_table, highlighted_spans, streamed_texts, summary
 from tempo.result import GenerationResult
 from tempo.serve.jobs import ENDS, Job, JobQueue
+from tempo.serve.switch import ModelSwitcher
 
 COMPARE = "compare"
 DEFAULT_EXAMPLES = [
@@ -78,6 +79,7 @@ class Layout:
     compare_out: dict[str, tuple[gr.HighlightedText, gr.Markdown]] = field(default_factory=dict)
     model_json: gr.JSON | None = None
     refresh: gr.Button | None = None
+    picker: model_picker.Picker | None = None
     downloads: ResultFolders | None = None
     """Where the finished results' download files go (not a component: the handlers' one piece of state)."""
 
@@ -88,18 +90,20 @@ class Layout:
                 self.table, self.raw, *compare]
 
 
-def create_demo(scheduler: JobQueue, settings: Any = None) -> gr.Blocks:
+def create_demo(scheduler: JobQueue, settings: Any = None, switcher: ModelSwitcher | None = None) -> gr.Blocks:
     """The Blocks app over ``scheduler`` (its engine's settings give the defaults): :func:`layout`, then the
-    events (:func:`wire`), then the named ``gradio_client`` endpoints."""
+    events (:func:`wire`), then the named ``gradio_client`` endpoints. ``switcher`` switches the model (the Model
+    tab's picker; tempo/ui/model_picker.py), one of its own when not given."""
     engine = scheduler.engine
     settings = settings if settings is not None else engine.settings
+    switcher = switcher or ModelSwitcher(scheduler, settings)
     api = endpoints.Endpoints(scheduler, settings)
     defaults = api.defaults()
     stream_every = settings.app.stream_interval
 
     age = settings.app.download_cache_age  # Gradio's copies of the downloads, as ResultFolders bounds ours
     with gr.Blocks(title="TEMPO — where the model hesitates", delete_cache=(age, age)) as demo:
-        ui = layout(api, defaults)
+        ui = layout(api, defaults, switcher)
         ui.downloads = ResultFolders(settings.app.max_result_folders)
         wire(demo, ui, scheduler, api, stream_every)
         wire_schedule_plot(demo, ui, defaults)
@@ -107,12 +111,14 @@ def create_demo(scheduler: JobQueue, settings: Any = None) -> gr.Blocks:
     return demo
 
 
-def layout(api: endpoints.Endpoints, defaults: dict[str, Any]) -> Layout:
-    """The page: the header, the controls' column (prompt, buttons, settings), the outputs' column (tabs)."""
+def layout(api: endpoints.Endpoints, defaults: dict[str, Any], switcher: ModelSwitcher) -> Layout:
+    """The page: the header (and the fallback banner), the controls' column (prompt, buttons, settings), the
+    outputs' column (tabs)."""
     gr.Markdown("## TEMPO — where the model hesitates\n"
                 "Every token above the threshold is kept: parallel sets show as "
                 "<span style='background:#7dd3fc'>[a/b]</span>, pruned candidates "
                 "<span style='background:#d1d5db'>s̶t̶r̶u̶c̶k̶</span>.")
+    page_banner = model_picker.banner(switcher)
     with gr.Row():
         with gr.Column(scale=2, min_width=340):
             controls_part = control_column(defaults, api.max_tokens_limit)
@@ -122,7 +128,7 @@ def layout(api: endpoints.Endpoints, defaults: dict[str, Any]) -> Layout:
                 ui = output_tabs(status, **controls_part)
                 ui.compare_out = compare_tab()
                 ui.current = explore.build(api, ui)  # the Explore tab: branches (and forks, layers) of the result
-                ui.model_json, ui.refresh = model_tab(api)
+                ui.model_json, ui.refresh, ui.picker = model_tab(api, switcher, page_banner)
     return ui
 
 
@@ -189,17 +195,35 @@ def compare_tab() -> dict[str, tuple[gr.HighlightedText, gr.Markdown]]:
     return compare_out
 
 
-def model_tab(api: endpoints.Endpoints) -> tuple[gr.JSON, gr.Button]:
-    """The model's layer types (when inspected), its info JSON and a Refresh button."""
+def model_tab(api: endpoints.Endpoints, switcher: ModelSwitcher, page_banner: gr.Markdown
+              ) -> tuple[gr.JSON, gr.Button, model_picker.Picker]:
+    """The switch picker; the model's layer types (when inspected), its info JSON and a Refresh button."""
     with gr.Tab("Model"):
-        inspection = api.inspection()
-        if "layer_types" in inspection:
-            gr.Markdown(model_info.summary_line(inspection), elem_id="model-summary")
-            gr.Dataframe(model_info.layer_table(inspection), headers=model_info.TABLE_COLUMNS,
-                         label="Layer types", wrap=True, interactive=False, elem_id="layer-types")
-        model_json = gr.JSON(value=api.model_info(), label="Model, inspection and queue")
+        summary, table, info = model_views(api)
+        views = [gr.Markdown(summary, visible=bool(summary), render=False, elem_id="model-summary"),
+                 gr.Dataframe(table, headers=model_info.TABLE_COLUMNS, label="Layer types", wrap=True,
+                              interactive=False, visible=bool(summary), render=False, elem_id="layer-types"),
+                 gr.JSON(value=info, label="Model, inspection and queue", render=False)]
+
+        def updates() -> tuple:  # after a switch: the new model's views (the table hidden when not inspected)
+            summary, table, info = model_views(api)
+            return (gr.Markdown(summary, visible=bool(summary)), gr.Dataframe(table, headers=model_info.TABLE_COLUMNS, visible=bool(summary)),
+                    info)
+
+        picker = model_picker.picker(switcher, page_banner, views, updates)
+        for view in views:
+            view.render()
         refresh = gr.Button("Refresh", size="sm")
-    return model_json, refresh
+    return views[-1], refresh, picker
+
+
+def model_views(api: endpoints.Endpoints) -> tuple[str, list[list[Any]] | None, dict]:
+    """The Model tab's views of the model served: the summary line and the layer table (empty when the model was
+    not inspected), the info JSON."""
+    inspection = api.inspection()
+    if "layer_types" not in inspection:
+        return "", None, api.model_info()
+    return model_info.summary_line(inspection), model_info.layer_table(inspection), api.model_info()
 
 
 def wire(demo: gr.Blocks, ui: Layout, scheduler: JobQueue, api: endpoints.Endpoints, stream_every: float) -> None:
@@ -218,6 +242,8 @@ def wire(demo: gr.Blocks, ui: Layout, scheduler: JobQueue, api: endpoints.Endpoi
     ui.stop_btn.click(lambda: "⏹ Stopped: the request left the batch.", None, ui.status, cancels=[event, submitted],
                       api_name="ui_stop", api_visibility="private")
     ui.refresh.click(api.model_info, None, ui.model_json, api_name="ui_model_info", api_visibility="private")
+    demo.load(ui.picker.on_load, None, ui.picker.outputs, api_name="ui_model_state", api_visibility="private",
+              show_progress="hidden")
 
 
 def generate_updates(ui: Layout, scheduler: JobQueue, api: endpoints.Endpoints, stream_every: float,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tempo.engine.output import bracketed_text, clean_text, format_set, struck
-from tempo.result import KEPT, PRUNED, GenerationResult, Step, pruned_by
+from tempo.result import KEPT, GenerationResult, Step, pruned_by
 
 if TYPE_CHECKING:
     import pandas as pd

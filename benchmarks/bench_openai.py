@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_generate import random_llama  # noqa: E402
+from shapes import random_llama  # noqa: E402
 from tempo.engine.runner import Tempo  # noqa: E402
 from tempo.models.loading import load_model  # noqa: E402
 from tempo.serve.rest import Server, create_app  # noqa: E402

@@ -78,3 +78,26 @@ def prompt_for(loaded: LoadedModel, length: int = 12) -> str:
     if loaded.model_id.startswith("random "):
         return " ".join(f"w{100 + 37 * i}" for i in range(length))
     return "def read_config(path):"
+
+
+def random_llama(folder: Path, positions: int = 1024) -> str:
+    """A random Llama with the shipped model's shape (d_model 256, 4 layers, vocab 8192) and ``positions``
+    positions, saved to ``folder`` (bench_app, bench_mcts, bench_openai, bench_prompt_cache)."""
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {f"w{i}": i for i in range(8192)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="w0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="w1", pad_token="w0")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=8192, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=positions,
+                         eos_token_id=1, pad_token_id=0, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(12.0)  # peaked but not one-hot: parallel sets at 0.1
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+

@@ -267,6 +267,9 @@ def wrap_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400:  # FastAPI's: a body it cannot decode
             return openai_error("body: not JSON text (its bytes cannot be decoded)", None)
         field = detail.split(":", 1)[0] if ":" in detail and " " not in detail.split(":", 1)[0] else None
+        if exc.status_code == 404 and field is None:  # no route matched: the path is what was wrong
+            detail = f"path: no route {request.url.path!r} ({detail}); the routes are under {PREFIX}models, " \
+                     f"{PREFIX}completions and {PREFIX}chat/completions"
         return openai_error(detail, field, exc.status_code, getattr(exc, "headers", None))
 
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -167,8 +167,9 @@ async def invalid_body(request: Request, exc: RequestValidationError) -> JSONRes
     """A body pydantic rejects (an unknown field, a wrong JSON type): 422 naming the first field."""
     first = exc.errors()[0] if exc.errors() else {}
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    # Not JSON at all: FastAPI's loc holds the character offset of the error (("body", 0)), not a field.
-    field = loc[0] if loc and first.get("type") != "json_invalid" else "body"
+    # Not JSON at all: FastAPI's loc holds the character offset of the error (("body", 0)), not a field; an
+    # unknown key that is the empty string names nothing either: the body is what was wrong.
+    field = loc[0] if loc and loc[0] and first.get("type") != "json_invalid" else "body"
     return JSONResponse({"detail": f"{field}: {first.get('msg', 'invalid')}", "field": field,
                          "errors": jsonable(exc.errors())}, status_code=422)
 

@@ -75,10 +75,10 @@ class ModelSwitcher:
     def authorize(self, token: str | None) -> None:
         """403 when switching is off (naming the setting); 401 when a token is set and ``token`` is not it."""
         if not self.allowed:
-            raise SwitchError(403, "model switching is off: set app.allow_model_switch = true to allow it")
+            raise SwitchError(403, "app.allow_model_switch: model switching is off; set it to true to allow it")
         expected = self.settings.api.admin_token
         if expected and not hmac.compare_digest((token or "").encode(), expected.encode()):
-            raise SwitchError(401, "a model switch needs the admin token (api.admin_token): "
+            raise SwitchError(401, "api.admin_token: a model switch needs the admin token: "
                                    + ("wrong token" if token else "none given"))
 
     def switch(self, model_id: str) -> dict[str, Any]:
@@ -88,7 +88,7 @@ class ModelSwitcher:
         if not model_id:
             raise SwitchError(422, "model_id: give a hub id or a local path")
         if not self._lock.acquire(blocking=False):
-            raise SwitchError(409, "another model switch is under way; retry when it ends", model_id)
+            raise SwitchError(409, "model_id: another model switch is under way; retry when it ends", model_id)
         try:
             self.last = self._switch(model_id)
             return self.last
@@ -110,7 +110,7 @@ class ModelSwitcher:
             engine = Tempo(load_from_settings(self.settings, model_id=model_id), self.settings)
         except TempoError as exc:
             log.warning("model switch to %r failed: %s; %s keeps serving", model_id, exc, previous)
-            raise SwitchError(422, f"{exc}; {previous!r} keeps serving", model_id) from None
+            raise SwitchError(422, f"model_id: {exc}; {previous!r} keeps serving", model_id) from None
         loaded_s = time.perf_counter() - started
         cancelled = self.scheduler.swap(engine, self.settings.app.model_switch_timeout,
                                         f"the model was switched from {previous!r} to {model_id!r}")
@@ -130,10 +130,10 @@ class ModelSwitcher:
         try:
             fit = check_fit(model_id, self.settings, device, dtype)
         except ModelTooLarge as exc:
-            raise SwitchError(422, f"{exc}; {self.model_id!r} keeps serving", model_id,
+            raise SwitchError(422, f"model_id: {exc}; {self.model_id!r} keeps serving", model_id,
                               memory=exc.fit.as_dict()) from None
         except ModelInspectionError as exc:
-            raise SwitchError(422, f"{exc}; {self.model_id!r} keeps serving", model_id) from None
+            raise SwitchError(422, f"model_id: {exc}; {self.model_id!r} keeps serving", model_id) from None
         return fit
 
     def status(self) -> dict[str, Any]:

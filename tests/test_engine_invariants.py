@@ -6,6 +6,7 @@ from torch.testing import assert_close
 
 from tempo.engine.batch import Batch
 from helpers import alone, last_logits, same, tokens
+from reference import hand_mask  # TEMPO_SPEC section 2 slot by slot, shared with the reference
 
 PROMPTS = ["the cat sat on the", "a big red dog ran to the house and", "bird"]
 
@@ -43,20 +44,6 @@ def test_isolation_each_candidate_row_equals_a_pass_with_it_alone(engine):
         assert_close(batch.logits[0, i], last_logits(engine, prompt_ids + [token]), atol=1e-4, rtol=0)
 
 
-def hand_mask(n_prompt, sets, intraset):
-    """TEMPO_SPEC section 2 written out slot by slot: [1, 1, N, N] additive mask."""
-    step_of = [-1] * n_prompt + [s for s, members in enumerate(sets) for _ in members]
-    n = len(step_of)
-    allowed = torch.zeros(n, n, dtype=torch.bool)
-    for q in range(n):
-        for k in range(n):
-            prompt_key = step_of[k] == -1 and (step_of[q] >= 0 or k <= q)  # the prompt itself is causal
-            earlier = 0 <= step_of[k] < step_of[q]
-            same_set = step_of[k] == step_of[q] >= 0
-            allowed[q, k] = prompt_key or earlier or k == q or (intraset and same_set)
-    mask = torch.where(allowed, 0.0, torch.finfo(torch.float32).min)
-    positions = list(range(n_prompt)) + [n_prompt + s for s, members in enumerate(sets) for _ in members]
-    return mask[None, None], torch.tensor([positions])
 
 
 @pytest.mark.parametrize("intraset", [False, True])
